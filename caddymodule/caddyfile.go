@@ -1,0 +1,142 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("hubgate", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("hubgate", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var m Handler
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return &m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	hubgate {
+//		policy <file-or-folder>...
+//		name <deployment-name>
+//		docker {
+//			host <docker-host>
+//			network <network-name>
+//			isolate true|false
+//		}
+//		session_ttl <duration>
+//		start_timeout <duration>
+//		start_wait <duration>
+//		route_cache_size <n>
+//		max_idle_conns_per_host <n>
+//		login_failures_per_user <n>
+//		login_failures_per_ip <n>
+//		login_window <duration>
+//	}
+//
+// The policy may also be given inline: `hubgate <file-or-folder>`.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	h.Policy = append(h.Policy, d.RemainingArgs()...)
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "policy":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Policy = append(h.Policy, args...)
+		case "name":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Name = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "docker":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if h.Docker == nil {
+				h.Docker = new(DockerConfig)
+			}
+			for d.NextBlock(1) {
+				switch d.Val() {
+				case "host":
+					if !d.AllArgs(&h.Docker.Host) {
+						return d.ArgErr()
+					}
+				case "network":
+					if !d.AllArgs(&h.Docker.Network) {
+						return d.ArgErr()
+					}
+				case "isolate":
+					var v string
+					if !d.AllArgs(&v) {
+						return d.ArgErr()
+					}
+					b, err := strconv.ParseBool(v)
+					if err != nil {
+						return d.Errf("isolate: %v", err)
+					}
+					h.Docker.Isolate = &b
+				default:
+					return d.Errf("unrecognized docker option %q", d.Val())
+				}
+			}
+		case "session_ttl", "start_timeout", "start_wait", "login_window":
+			name := d.Val()
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("%s: %v", name, err)
+			}
+			switch name {
+			case "session_ttl":
+				h.SessionTTL = caddy.Duration(dur)
+			case "start_timeout":
+				h.StartTimeout = caddy.Duration(dur)
+			case "start_wait":
+				h.StartWait = caddy.Duration(dur)
+			case "login_window":
+				h.LoginWindow = caddy.Duration(dur)
+			}
+		case "route_cache_size", "max_idle_conns_per_host", "login_failures_per_user", "login_failures_per_ip":
+			name := d.Val()
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return d.Errf("%s: %v", name, err)
+			}
+			switch name {
+			case "route_cache_size":
+				h.RouteCacheSize = n
+			case "max_idle_conns_per_host":
+				h.MaxIdleConnsPerHost = n
+			case "login_failures_per_user":
+				h.LoginFailuresPerUser = n
+			case "login_failures_per_ip":
+				h.LoginFailuresPerIP = n
+			}
+		default:
+			return d.Errf("unrecognized hubgate option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// newBrowser starts headless Chromium (Debian's package) with the flags
+// this closed network needs and a fresh profile. It fails, never skips,
+// when Chromium is missing.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is not installed (make test-deps installs Debian's chromium): %v", err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		// The gateway's certificate comes from a CA made for this test.
+		chromedp.Flag("ignore-certificate-errors", true),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+func TestBrowserLogsInAndReachesApp(t *testing.T) {
+	g := startGateway(t, gwOptions{env: map[string]string{"HUBGATE_START_WAIT": "1ms"}})
+	ctx := newBrowser(t)
+	// Asking for the app sends the browser to the login page.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(g.url("/user/alice/notebook/html")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+	); err != nil {
+		t.Fatalf("open the app: %v\n%s", err, g.logs())
+	}
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || !strings.Contains(loc, "/hub/login?next=") {
+		t.Fatalf("not sent to the login page: %s %v", loc, err)
+	}
+	// Log in; the progress page refreshes itself into the app.
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), accounts["alice"]),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("who")),
+	); err != nil {
+		t.Fatalf("log in and reach the app: %v\n%s", err, g.logs())
+	}
+	who, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("who")))
+	if err != nil || who != "hello alice" {
+		t.Fatalf("app says %q (%v), want %q", who, err, "hello alice")
+	}
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasSuffix(loc, "/user/alice/notebook/html") {
+		t.Fatalf("ended at %s", loc)
+	}
+	if dir := os.Getenv("HUBGATE_SCREENSHOTS"); dir != "" {
+		if err := chromedp.Do(ctx, chromedp.Navigate(g.url("/"))); err == nil {
+			if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90)); err == nil {
+				_ = os.WriteFile(dir+"/home.png", png, 0o644)
+			}
+		}
+	}
+}

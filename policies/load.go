@@ -1,0 +1,230 @@
+package policies
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Load reads, validates and merges the policy in paths. Each path is a file
+// or a folder; a folder contributes its *.yaml and *.yml files (not
+// recursively, in name order), ignoring dotfiles and editor leftovers such
+// as "name~", ".#name" and "#name#". A file given explicitly is read
+// whatever its name. A file reached twice (say, by its path and its folder)
+// is read once.
+//
+// All files are merged into one Policy: admins add up, while a team, image,
+// local account or API token defined twice (in two files, or twice in one)
+// is a problem naming both places. Finding no file at all is an error.
+//
+// Invalid policies are reported as Errors, listing every problem found;
+// files that cannot be read are reported as ordinary errors.
+func Load(paths ...string) (*Policy, error) {
+	p, _, _, err := load(paths)
+	return p, err
+}
+
+// Parse reads and validates one policy document; file names it in
+// problems and in Policy.Files. Invalid policies are reported as Errors.
+func Parse(file string, data []byte) (*Policy, error) {
+	frag, probs := parseFile(file, data)
+	p, mergeProbs := merge([]*fragment{frag}, []string{file})
+	if probs = append(probs, mergeProbs...); len(probs) > 0 {
+		return nil, probs.sorted()
+	}
+	return p, nil
+}
+
+// load is Load, also returning the files found and a fingerprint of their
+// names and contents (nil if they could not all be read), so that the
+// watcher can tell whether anything changed.
+func load(paths []string) (p *Policy, files []string, fingerprint []byte, err error) {
+	files, err = findFiles(paths)
+	if err != nil {
+		return nil, files, nil, err
+	}
+	h := sha256.New()
+	frags := make([]*fragment, 0, len(files))
+	var probs Errors
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, files, nil, fmt.Errorf("loading policy: %w", err)
+		}
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+		binary.BigEndian.PutUint64(n[:], uint64(len(data)))
+		h.Write(n[:])
+		h.Write(data)
+		frag, fp := parseFile(f, data)
+		frags = append(frags, frag)
+		probs = append(probs, fp...)
+	}
+	fingerprint = h.Sum(nil)
+	p, mp := merge(frags, files)
+	if probs = append(probs, mp...); len(probs) > 0 {
+		return nil, files, fingerprint, probs.sorted()
+	}
+	return p, files, fingerprint, nil
+}
+
+// findFiles expands paths into the policy files to read.
+func findFiles(paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("loading policy: no policy file or folder given")
+	}
+	var files []string
+	seen := make(map[string]bool)
+	addFile := func(f string) {
+		key := f
+		if abs, err := filepath.Abs(f); err == nil {
+			key = abs
+		}
+		if !seen[key] {
+			seen[key] = true
+			files = append(files, f)
+		}
+	}
+	for _, root := range paths {
+		info, err := os.Stat(root)
+		if err != nil {
+			return nil, fmt.Errorf("loading policy: %w", err)
+		}
+		if !info.IsDir() {
+			addFile(root)
+			continue
+		}
+		entries, err := os.ReadDir(root)
+		if err != nil {
+			return nil, fmt.Errorf("loading policy: %w", err)
+		}
+		for _, e := range entries { // sorted by name
+			name := e.Name()
+			if !isPolicyFileName(name) {
+				continue
+			}
+			f := filepath.Join(root, name)
+			info, err := os.Stat(f) // follows symlinks, as in Kubernetes config maps
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed since ReadDir, or a dangling link
+			}
+			if err != nil {
+				return nil, fmt.Errorf("loading policy: %w", err)
+			}
+			if info.Mode().IsRegular() {
+				addFile(f)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("loading policy: no policy files (*.yaml, *.yml) found in %s", strings.Join(paths, ", "))
+	}
+	return files, nil
+}
+
+// isPolicyFileName reports whether a file found in a policy folder is to be
+// loaded.
+func isPolicyFileName(name string) bool {
+	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "#") || strings.HasSuffix(name, "~") {
+		return false
+	}
+	ext := strings.ToLower(filepath.Ext(name))
+	return ext == ".yaml" || ext == ".yml"
+}
+
+// merge combines the fragments of all files into one policy, checking for
+// things defined twice and for references to unknown images.
+func merge(frags []*fragment, files []string) (*Policy, Errors) {
+	p := &Policy{
+		Accounts:  make(map[string]string),
+		Images:    make(map[string]*Image),
+		Teams:     make(map[string]*Team),
+		APITokens: make(map[string]string),
+		Files:     slices.Clone(files),
+	}
+	var probs Errors
+	accountAt := make(map[string]pos)
+	imageAt := make(map[string]pos)
+	teamAt := make(map[string]pos)
+	tokenAt := make(map[string]pos)
+	tokenHashAt := make(map[string]def[string])
+	twice := func(field string, at, first pos) {
+		probs = append(probs, Problem{File: at.file, Line: at.line, Field: field,
+			Message: fmt.Sprintf("defined twice (also at %s)", first)})
+	}
+	for _, f := range frags {
+		p.Admins = append(p.Admins, f.admins...)
+		for _, d := range f.accounts {
+			if first, dup := accountAt[d.name]; dup {
+				twice(joinField("accounts", d.name), d.at, first)
+				continue
+			}
+			accountAt[d.name] = d.at
+			p.Accounts[d.name] = d.val
+		}
+		for _, d := range f.images {
+			if first, dup := imageAt[d.name]; dup {
+				twice(joinField("images", d.name), d.at, first)
+				continue
+			}
+			imageAt[d.name] = d.at
+			p.Images[d.name] = d.val
+		}
+		for _, d := range f.teams {
+			if first, dup := teamAt[d.name]; dup {
+				twice(joinField("teams", d.name), d.at, first)
+				continue
+			}
+			teamAt[d.name] = d.at
+			p.Teams[d.name] = d.val
+		}
+		for _, d := range f.tokens {
+			if first, dup := tokenAt[d.name]; dup {
+				twice(joinField("api_tokens", d.name), d.at, first)
+				continue
+			}
+			if other, dup := tokenHashAt[d.val]; dup {
+				probs = append(probs, Problem{File: d.at.file, Line: d.at.line, Field: joinField("api_tokens", d.name),
+					Message: fmt.Sprintf("same token hash as %s (at %s); give each client its own token", joinField("api_tokens", other.name), other.at)})
+				continue
+			}
+			tokenAt[d.name] = d.at
+			tokenHashAt[d.val] = d
+			p.APITokens[d.name] = d.val
+		}
+	}
+	known := make([]string, 0, len(p.Images))
+	for k := range p.Images {
+		known = append(known, k)
+	}
+	slices.Sort(known)
+	for _, f := range frags {
+		for _, r := range f.refs {
+			if _, ok := p.Images[r.key]; ok {
+				continue
+			}
+			msg := fmt.Sprintf("unknown image %q (known: %s)", r.key, strings.Join(known, ", "))
+			if len(known) == 0 {
+				msg = fmt.Sprintf("unknown image %q (no images are defined)", r.key)
+			}
+			probs = append(probs, Problem{File: r.at.file, Line: r.at.line, Field: r.field, Message: msg})
+		}
+	}
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	p.Admins = sortedUnique(p.Admins)
+	if p.Admins == nil {
+		p.Admins = []string{}
+	}
+	p.index()
+	return p, nil
+}

@@ -1,0 +1,84 @@
+package spawner
+
+import "strings"
+
+// EscapeName maps s to a string of [a-z0-9_] usable inside Docker object
+// names. Bytes in [a-z0-9] are kept; every other byte of the UTF-8 string
+// (including '-', '_', '.', and uppercase letters) becomes '_' followed by its
+// two lowercase hex digits. "Alice" becomes "_41lice" and "a-b" becomes
+// "a_2db".
+//
+// The mapping is injective (it can be undone byte by byte, since '_' itself
+// is escaped) and its output never contains '-', so names joined with '-' are
+// injective too. It is part of hubgate's stable contract: changing it would
+// orphan every existing container and volume.
+func EscapeName(s string) string {
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('_')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&0x0f])
+	}
+	return b.String()
+}
+
+// UnescapeName reverses EscapeName. It reports false if s is not an output
+// of EscapeName.
+func UnescapeName(s string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z' || c >= '0' && c <= '9':
+			b.WriteByte(c)
+		case c == '_' && i+2 < len(s):
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if !ok1 || !ok2 {
+				return "", false
+			}
+			v := hi<<4 | lo
+			if v >= 'a' && v <= 'z' || v >= '0' && v <= '9' {
+				return "", false // EscapeName never escapes these
+			}
+			b.WriteByte(v)
+			i += 2
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+// unhex decodes one lowercase hex digit.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// ContainerName returns the name of user's container for server in the
+// deployment with the given prefix: "<prefix>-<EscapeName(user)>-<EscapeName(server)>".
+func ContainerName(prefix, user, server string) string {
+	return prefix + "-" + EscapeName(user) + "-" + EscapeName(server)
+}
+
+// VolumeName returns the name of user's home volume in the deployment with
+// the given prefix: "<prefix>-home-<EscapeName(user)>". Volumes and
+// containers are separate namespaces in Docker, so a user named "home" does
+// not collide with anything.
+func VolumeName(prefix, user string) string {
+	return prefix + "-home-" + EscapeName(user)
+}

@@ -1,0 +1,192 @@
+// Package spawner defines how hubgate starts, finds and stops per-user
+// servers, independently of the container engine behind it. It knows nothing
+// of HTTP: callers pass a context and get back an Instance whose Addr they may
+// proxy to.
+//
+// The engine is the source of truth: every container and volume carries
+// labels naming its deployment, user and server, so a restarted gateway
+// rebuilds its view with List. Backends live in sub-packages (spawner/docker).
+package spawner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// ErrNotFound is returned (possibly wrapped) when the requested user's server
+// or volume does not exist.
+var ErrNotFound = errors.New("no such server")
+
+// ErrImageMissing is returned, wrapped with the image reference, when a
+// server's image is not present on the engine. Images are never pulled.
+var ErrImageMissing = errors.New("image not found")
+
+// Limits are the resource limits of one server's container. A zero field
+// means the engine's default (no limit).
+type Limits struct {
+	// MemoryBytes is the memory limit in bytes.
+	MemoryBytes int64
+	// NanoCPUs is the CPU quota in units of 1e-9 CPUs (2e9 = two CPUs).
+	NanoCPUs int64
+	// Pids is the maximum number of processes.
+	Pids int64
+}
+
+// Spec describes the server to run for one user.
+type Spec struct {
+	// User is the canonical user name, already validated by the caller. It
+	// may contain any Unicode character except '/' and whitespace.
+	User string
+	// Server is the server key, made of [a-z0-9-].
+	Server string
+	// Image is the image reference; it must already be on the engine.
+	Image string
+	// Port is the port the app listens on inside the container.
+	Port int
+	// Cmd optionally overrides the image's command (its CMD; for an image
+	// with an ENTRYPOINT these are the entrypoint's arguments).
+	Cmd []string
+	// Env is set in the container. The caller puts HUBGATE_TOKEN,
+	// HUBGATE_BASE_URL and the rest of the container contract here. Values
+	// are secrets: backends never log them.
+	Env map[string]string
+	// HomeMount is the absolute path where the user's volume is mounted.
+	// HOME defaults to it unless Env sets HOME.
+	HomeMount string
+	// Limits are the container's resource limits.
+	Limits Limits
+	// Nonce is a random value stored in a label; the caller derives the
+	// container's secret from it. When Ensure finds an existing container,
+	// the returned Instance carries that container's nonce, which may differ
+	// from this one.
+	Nonce string
+}
+
+// Validate reports whether s is complete and well-formed. Backends call it
+// at the start of Ensure.
+func (s Spec) Validate() error {
+	if err := ValidateUser(s.User); err != nil {
+		return err
+	}
+	if err := ValidateServer(s.Server); err != nil {
+		return err
+	}
+	if s.Image == "" {
+		return errors.New("empty image reference")
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return fmt.Errorf("port %d out of range", s.Port)
+	}
+	if !path.IsAbs(s.HomeMount) || path.Clean(s.HomeMount) == "/" || strings.ContainsAny(s.HomeMount, ":,") {
+		return fmt.Errorf("home mount %q must be an absolute path below /, without ':' or ','", s.HomeMount)
+	}
+	for k := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return fmt.Errorf("invalid environment variable name %q", k)
+		}
+	}
+	if s.Limits.MemoryBytes < 0 || s.Limits.NanoCPUs < 0 || s.Limits.Pids < 0 {
+		return errors.New("negative resource limit")
+	}
+	return nil
+}
+
+// ValidateUser reports whether user is acceptable as a user name: non-empty,
+// valid UTF-8, without '/', whitespace or control characters.
+func ValidateUser(user string) error {
+	if user == "" {
+		return errors.New("empty user name")
+	}
+	if !utf8.ValidString(user) {
+		return fmt.Errorf("user name %q is not valid UTF-8", user)
+	}
+	for _, r := range user {
+		if r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("user name %q contains '/', whitespace or a control character", user)
+		}
+	}
+	return nil
+}
+
+// ValidateServer reports whether server is a server key: one or more of
+// [a-z0-9-].
+func ValidateServer(server string) error {
+	if server == "" {
+		return errors.New("empty server key")
+	}
+	for i := 0; i < len(server); i++ {
+		c := server[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("server key %q must match [a-z0-9-]+", server)
+		}
+	}
+	return nil
+}
+
+// Instance is one user's server as the engine reports it.
+type Instance struct {
+	// ID is the engine's container ID.
+	ID string
+	// Name is the container name (see ContainerName).
+	Name string
+	// User is the user name, from the container's labels.
+	User string
+	// Server is the server key, from the container's labels.
+	Server string
+	// Image is the image reference the container was created from, as given
+	// in its Spec.
+	Image string
+	// Nonce is the container's nonce label; derive its secret from this.
+	Nonce string
+	// Addr is "ip:port", reachable from the gateway: the container's IP on
+	// the deployment's network and the app port. It is empty when the
+	// container is not running (the engine releases the IP then).
+	Addr string
+	// Created is when the container was created.
+	Created time.Time
+	// Started is when the container last started; zero if it never did, or
+	// when the backend cannot tell cheaply (see the backend's List).
+	Started time.Time
+	// Running reports whether the container is running.
+	Running bool
+	// Status is the engine's state word: "running", "exited", "created"...
+	Status string
+}
+
+// Spawner starts, finds and stops per-user servers. Implementations are safe
+// for concurrent use, also by several processes sharing one engine.
+type Spawner interface {
+	// Ensure returns the user's running server, creating the volume (first)
+	// and the container and starting it when needed. It does not wait for
+	// the app to answer. If a container of that name exists but is not
+	// running, it is started (if it exited it is removed and created anew,
+	// keeping the volume). Concurrent calls for the same user+server across
+	// processes yield one container: the container name is fixed, and a name
+	// conflict on create means someone else created it, so that one is used.
+	Ensure(ctx context.Context, spec Spec) (Instance, error)
+
+	// Get returns the user's server, running or not; ErrNotFound when absent.
+	Get(ctx context.Context, user, server string) (Instance, error)
+
+	// List returns all servers of this deployment, running or not, from
+	// labels, in one engine API call.
+	List(ctx context.Context) ([]Instance, error)
+
+	// Stop stops the server (with a short grace period) and removes its
+	// container; the volume stays. ErrNotFound when absent.
+	Stop(ctx context.Context, user, server string) error
+
+	// Logs returns the last lines of the server's output (stdout and
+	// stderr interleaved), for error reports. ErrNotFound when absent.
+	Logs(ctx context.Context, user, server string, lines int) (string, error)
+
+	// RemoveVolume removes the user's volume, for tests and admins. It
+	// refuses while a container uses it; ErrNotFound when absent.
+	RemoveVolume(ctx context.Context, user string) error
+}
