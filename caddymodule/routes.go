@@ -103,11 +103,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 func (h *Handler) serveHealth(w http.ResponseWriter, _ *http.Request) error {
 	res := h.watcher.LastResult()
 	return writeJSON(w, http.StatusOK, map[string]any{
-		"status":            "ok",
-		"policy_last_ok":    res.OK,
-		"policy_reloaded":   res.Time,
-		"routes_cached":     h.hub.routes.Len(),
-		"starts_in_flight":  h.hub.inFlight(),
+		"status":           "ok",
+		"policy_last_ok":   res.OK,
+		"policy_reloaded":  res.Time,
+		"routes_cached":    h.hub.routes.Len(),
+		"starts_in_flight": h.hub.inFlight(),
 	})
 }
 

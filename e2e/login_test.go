@@ -162,14 +162,14 @@ func TestForgedAndTamperedCookiesRefused(t *testing.T) {
 		flip[i] = 'A'
 	}
 	forged := map[string]string{
-		"tampered":       string(flip),
-		"truncated":      good.Value[:len(good.Value)-3],
-		"other key":      foreign,
-		"plain json":     `{"u":"alice","sid":"x","exp":9999999999}`,
-		"base64 json":    "eyJ1IjoiYWxpY2UiLCJzaWQiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ",
-		"empty":          "",
-		"huge":           strings.Repeat("A", 9000),
-		"login state":    loginState,
+		"tampered":    string(flip),
+		"truncated":   good.Value[:len(good.Value)-3],
+		"other key":   foreign,
+		"plain json":  `{"u":"alice","sid":"x","exp":9999999999}`,
+		"base64 json": "eyJ1IjoiYWxpY2UiLCJzaWQiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ",
+		"empty":       "",
+		"huge":        strings.Repeat("A", 9000),
+		"login state": loginState,
 	}
 	for name, v := range forged {
 		req, _ := http.NewRequest(http.MethodGet, g.url("/user/alice/notebook/"), nil)
@@ -187,4 +187,3 @@ func TestForgedAndTamperedCookiesRefused(t *testing.T) {
 		t.Errorf("forged cookies started %d containers", n)
 	}
 }
-

@@ -330,4 +330,3 @@ teams:
 		t.Errorf("the log lacks the crashed container's output")
 	}
 }
-
