@@ -153,6 +153,7 @@ func (h *Handler) postLogin(w http.ResponseWriter, r *http.Request, next string)
 		return h.showLogin(w, r, next, "Wrong user name or password.", http.StatusUnauthorized)
 	}
 	h.hub.limiter.succeed(user)
+	h.hub.markSeen(user)
 	s := session.Session{
 		ID:       session.NewID(),
 		User:     user,
@@ -190,7 +191,8 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 			return h.refuse(w, r, http.StatusForbidden, "logout refused: missing or wrong CSRF token", "csrf")
 		}
 		h.clearCookie(w, sessionCookie)
-		h.audit.Info("logout", zap.String("user", s.User))
+		closed := h.hub.streams.closeSession(s.ID)
+		h.audit.Info("logout", zap.String("user", s.User), zap.Int("streams_closed", closed))
 		http.Redirect(w, r, "/hub/login", http.StatusSeeOther)
 		return nil
 	default:

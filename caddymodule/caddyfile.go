@@ -38,6 +38,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		login_failures_per_user <n>
 //		login_failures_per_ip <n>
 //		login_window <duration>
+//		max_concurrent_starts <n>
+//		cull_interval <duration>
 //	}
 //
 // The policy may also be given inline: `hubgate <file-or-folder>`.
@@ -91,7 +93,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("unrecognized docker option %q", d.Val())
 				}
 			}
-		case "session_ttl", "start_timeout", "start_wait", "login_window":
+		case "session_ttl", "start_timeout", "start_wait", "login_window", "cull_interval":
 			name := d.Val()
 			var v string
 			if !d.AllArgs(&v) {
@@ -110,8 +112,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.StartWait = caddy.Duration(dur)
 			case "login_window":
 				h.LoginWindow = caddy.Duration(dur)
+			case "cull_interval":
+				h.CullInterval = caddy.Duration(dur)
 			}
-		case "route_cache_size", "max_idle_conns_per_host", "login_failures_per_user", "login_failures_per_ip":
+		case "route_cache_size", "max_idle_conns_per_host", "login_failures_per_user", "login_failures_per_ip", "max_concurrent_starts":
 			name := d.Val()
 			var v string
 			if !d.AllArgs(&v) {
@@ -130,6 +134,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.LoginFailuresPerUser = n
 			case "login_failures_per_ip":
 				h.LoginFailuresPerIP = n
+			case "max_concurrent_starts":
+				h.MaxConcurrentStarts = &n
 			}
 		default:
 			return d.Errf("unrecognized hubgate option %q", d.Val())

@@ -36,13 +36,23 @@ type hub struct {
 	spawner spawner.Spawner
 	routes  *lru.Cache[string, *route]
 	limiter *limiter
-	probe   *http.Client
+	streams *streams
+	// seen remembers when users last logged in, opened the home page or
+	// started a server, for the admin page.
+	seen  *lru.Cache[string, time.Time]
+	probe *http.Client
+
+	audit   *zap.Logger
+	started time.Time
+	// cullEvery is the culler's period in nanoseconds (set from config).
+	cullEvery atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
 	starts map[string]*start
+	queue  startQueue
 
 	// warmed is closed when the first listing of running servers (done
 	// in the background after a gateway start) has filled the cache.
@@ -69,6 +79,13 @@ type start struct {
 	route    *route
 	err      error
 	finished time.Time
+	// ticket is set while the start waits for a slot in the queue.
+	ticket atomic.Pointer[queued]
+}
+
+// position is the start's place in the queue of starts, 0 once it runs.
+func (hb *hub) position(st *start) int {
+	return hb.queue.position(st.ticket.Load())
 }
 
 func routeKey(user, server string) string { return user + "\x00" + server }
@@ -87,12 +104,18 @@ func newHub(h *Handler) (*hub, error) {
 	if err != nil {
 		return nil, err
 	}
+	seen, err := lru.New[string, time.Time](10000)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	hb := &hub{
+		seen:    seen,
 		logger:  h.logger,
 		spawner: sp,
 		routes:  routes,
 		limiter: newLimiter(h.LoginFailuresPerUser, h.LoginFailuresPerIP, time.Duration(h.LoginWindow)),
+		streams: newStreams(),
 		probe: &http.Client{
 			Timeout:   2 * time.Second,
 			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
@@ -100,12 +123,18 @@ func newHub(h *Handler) (*hub, error) {
 				return http.ErrUseLastResponse
 			},
 		},
-		ctx:    ctx,
-		cancel: cancel,
-		starts: make(map[string]*start),
-		warmed: make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
+		starts:  make(map[string]*start),
+		warmed:  make(chan struct{}),
+		audit:   caddy.Log().Named("hubgate.audit"),
+		started: time.Now(),
 	}
+	hb.cullEvery.Store(int64(h.CullInterval))
+	initMetrics()
 	go hb.warm(h.codec)
+	go hb.cullLoop()
+	go hb.watchExits()
 	return hb, nil
 }
 
@@ -182,9 +211,15 @@ func (hb *hub) begin(key string, timeout time.Duration, run func(ctx context.Con
 	st := &start{done: make(chan struct{}), began: time.Now()}
 	hb.starts[key] = st
 	go func() {
-		ctx, cancel := context.WithTimeout(hb.ctx, timeout)
-		defer cancel()
-		rt, err := run(ctx)
+		var rt *route
+		err := hb.queue.acquire(hb.ctx, func(w *queued) { st.ticket.Store(w) })
+		if err == nil {
+			st.ticket.Store(nil)
+			ctx, cancel := context.WithTimeout(hb.ctx, timeout)
+			rt, err = run(ctx)
+			cancel()
+			hb.queue.release()
+		}
 		hb.mu.Lock()
 		defer hb.mu.Unlock()
 		st.route, st.err, st.finished = rt, err, time.Now()
@@ -276,4 +311,65 @@ func (hb *hub) inFlight() int {
 		}
 	}
 	return n
+}
+
+// watchExits drops the route of every server whose container stops, as the
+// engine reports it. When the event stream breaks (say, the engine
+// restarts) it reconnects with backoff and then reconciles the cache with
+// a listing, since exits may have been missed meanwhile.
+func (hb *hub) watchExits() {
+	w, ok := hb.spawner.(spawner.ExitWatcher)
+	if !ok {
+		return
+	}
+	backoff := time.Second
+	for {
+		connected := time.Now()
+		err := w.WatchExits(hb.ctx, func(user, server, id string) {
+			if rt, ok := hb.routes.Peek(routeKey(user, server)); ok && rt.inst.ID == id {
+				hb.forget(rt)
+				hb.logger.Info("server stopped; route dropped", zap.String("user", user), zap.String("server", server))
+			}
+		})
+		if hb.ctx.Err() != nil {
+			return
+		}
+		if time.Since(connected) > time.Minute {
+			backoff = time.Second
+		}
+		hb.logger.Warn("container event stream ended; reconnecting", zap.Error(err), zap.Duration("after", backoff))
+		select {
+		case <-hb.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+		hb.reconcile()
+	}
+}
+
+// reconcile drops cached routes whose containers no longer run.
+func (hb *hub) reconcile() {
+	ctx, cancel := context.WithTimeout(hb.ctx, 30*time.Second)
+	defer cancel()
+	insts, err := hb.spawner.List(ctx)
+	if err != nil {
+		return
+	}
+	alive := make(map[string]string, len(insts))
+	for _, inst := range insts {
+		if inst.Running {
+			alive[routeKey(inst.User, inst.Server)] = inst.ID
+		}
+	}
+	for _, key := range hb.routes.Keys() {
+		if rt, ok := hb.routes.Peek(key); ok && alive[key] != rt.inst.ID {
+			hb.forget(rt)
+		}
+	}
+}
+
+// markSeen records that user was here now.
+func (hb *hub) markSeen(user string) {
+	hb.seen.Add(user, time.Now().UTC())
 }

@@ -34,6 +34,8 @@ const (
 	defaultLoginFailuresUser   = 5
 	defaultLoginFailuresIP     = 20
 	defaultLoginWindow         = 15 * time.Minute
+	defaultMaxConcurrentStarts = 10
+	defaultCullInterval        = time.Minute
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
@@ -90,6 +92,15 @@ type Handler struct {
 
 	// LoginWindow is the window of the failed-login limits. Default: 15m.
 	LoginWindow caddy.Duration `json:"login_window,omitempty"`
+
+	// MaxConcurrentStarts limits how many servers start at the same time.
+	// Further starts wait in arrival order, and their progress page shows
+	// their place in line. 0 means no limit. Default: 10.
+	MaxConcurrentStarts *int `json:"max_concurrent_starts,omitempty"`
+
+	// CullInterval is how often running servers are checked against their
+	// team's idle_timeout and max_age. Default: 1m.
+	CullInterval caddy.Duration `json:"cull_interval,omitempty"`
 
 	logger  *zap.Logger
 	audit   *zap.Logger
@@ -166,6 +177,13 @@ func (h *Handler) applyDefaults() {
 	if h.LoginWindow == 0 {
 		h.LoginWindow = caddy.Duration(defaultLoginWindow)
 	}
+	if h.MaxConcurrentStarts == nil {
+		n := defaultMaxConcurrentStarts
+		h.MaxConcurrentStarts = &n
+	}
+	if h.CullInterval == 0 {
+		h.CullInterval = caddy.Duration(defaultCullInterval)
+	}
 }
 
 // Provision sets the handler up: it loads the policy (a bad policy fails
@@ -207,6 +225,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("start hub runtime: %w", err)
 	}
 	h.hub = val.(*hub)
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	h.hub.queue.setLimit(*h.MaxConcurrentStarts)
+	h.hub.cullEvery.Store(int64(h.CullInterval))
 
 	if err := h.provisionProxy(ctx); err != nil {
 		return err
@@ -228,6 +251,12 @@ func (h *Handler) onPolicyReload(res policies.ReloadResult) {
 	} else {
 		fields = append(fields, zap.Error(res.Err))
 	}
+	result := "ok"
+	if !res.OK {
+		result = "error"
+	}
+	initMetrics()
+	metrics.reloads.WithLabelValues(result).Inc()
 	h.audit.Info("policy reload", fields...)
 }
 
@@ -239,10 +268,11 @@ func (h *Handler) Validate() error {
 	if !nameRE.MatchString(h.Name) {
 		return fmt.Errorf("hubgate: name %q must be lower-case letters, digits and dashes, at most 31 characters", h.Name)
 	}
-	if h.SessionTTL < 0 || h.StartTimeout < 0 || h.StartWait < 0 || h.LoginWindow < 0 {
+	if h.SessionTTL < 0 || h.StartTimeout < 0 || h.StartWait < 0 || h.LoginWindow < 0 || h.CullInterval < 0 {
 		return errors.New("hubgate: durations must not be negative")
 	}
-	if h.RouteCacheSize < 0 || h.MaxIdleConnsPerHost < 0 || h.LoginFailuresPerIP < 0 || h.LoginFailuresPerUser < 0 {
+	if h.RouteCacheSize < 0 || h.MaxIdleConnsPerHost < 0 || h.LoginFailuresPerIP < 0 || h.LoginFailuresPerUser < 0 ||
+		(h.MaxConcurrentStarts != nil && *h.MaxConcurrentStarts < 0) {
 		return errors.New("hubgate: sizes and limits must not be negative")
 	}
 	return nil

@@ -32,7 +32,9 @@ type pageData struct {
 	Description string
 	Elapsed     string
 	Refresh     int
+	Position    int
 	Servers     []serverView
+	AdminData   *adminData
 }
 
 func loadPages() (*pages, error) {

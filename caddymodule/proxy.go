@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,7 +156,27 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request) error {
 		}
 		rt = started
 	}
-	return h.proxyTo(w, r, s, rt)
+	err := h.proxyTo(w, r, s, rt)
+	if err != nil && ok && retryable(r, err) {
+		// The cached server is gone (it died or was removed): start it
+		// again for this very request, with the same volume.
+		started, responded, err := h.awaitStart(w, r, s, key, up.server, img, pol.Grant(s.User, s.Groups))
+		if responded || err != nil {
+			return err
+		}
+		return h.proxyTo(w, r, s, started)
+	}
+	return err
+}
+
+// retryable reports a failed proxy attempt that may be made again: a safe
+// method, no upgrade, and a gateway error (nothing was written yet).
+func retryable(r *http.Request, err error) bool {
+	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || r.Header.Get("Upgrade") != "" {
+		return false
+	}
+	var he caddyhttp.HandlerError
+	return errors.As(err, &he) && he.StatusCode == http.StatusBadGateway
 }
 
 // proxyTo sends the request to the user's container: identity headers a
@@ -168,6 +189,15 @@ func (h *Handler) proxyTo(w http.ResponseWriter, r *http.Request, s *session.Ses
 	r.Header.Set("X-Hubgate-User", s.User)
 	rt.lastActivity.Store(time.Now().UnixNano())
 	caddyhttp.SetVar(r.Context(), varRoute, rt)
+	if r.Header.Get("Upgrade") != "" {
+		// A websocket: track it so that logout can close it, and count
+		// its traffic as activity.
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer h.hub.streams.open(s.ID, s.User, cancel)()
+		r = r.WithContext(ctx)
+		w = &activityWriter{ResponseWriter: w, rt: rt}
+	}
 	err := h.proxy.ServeHTTP(w, r, nil)
 	if err != nil {
 		var he caddyhttp.HandlerError
@@ -185,6 +215,7 @@ func (h *Handler) proxyTo(w http.ResponseWriter, r *http.Request, s *session.Ses
 // StartWait for it. It returns the route when the server is ready; when it
 // is not, it has written the progress page or a 503 and responded is true.
 func (h *Handler) awaitStart(w http.ResponseWriter, r *http.Request, s *session.Session, key, server string, img *policies.Image, grant policies.Grant) (*route, bool, error) {
+	h.hub.markSeen(s.User)
 	st := h.hub.begin(key, time.Duration(h.StartTimeout), func(ctx context.Context) (*route, error) {
 		return h.spawn(ctx, s, server, img, grant)
 	})
@@ -212,11 +243,13 @@ func (h *Handler) awaitStart(w http.ResponseWriter, r *http.Request, s *session.
 		return nil, true, h.pages.render(w, http.StatusAccepted, "progress", pageData{
 			Title: "Starting " + server, User: s.User, CSRF: h.csrfToken(s),
 			Server: server, Description: img.Description, Elapsed: elapsed.String(), Refresh: 1,
+			Position: h.hub.position(st),
 		})
 	}
 	w.Header().Set("Retry-After", "2")
 	return nil, true, writeJSON(w, http.StatusServiceUnavailable, map[string]any{
 		"status": "starting", "server": server, "retry_after": 2, "elapsed_seconds": int(elapsed.Seconds()),
+		"queue_position": h.hub.position(st),
 	})
 }
 
@@ -225,6 +258,9 @@ func (h *Handler) startFailed(w http.ResponseWriter, r *http.Request, s *session
 	msg := "Your server could not start. The admins can see why in the gateway's log."
 	status := http.StatusBadGateway
 	switch {
+	case isEngineDown(err):
+		msg = "The container engine cannot be reached right now. Try again in a minute."
+		status = http.StatusServiceUnavailable
 	case errors.Is(err, spawner.ErrImageMissing):
 		msg = fmt.Sprintf("The image %q of server %q is not available on this machine. Ask an admin to build or load it.", img.Image, server)
 		status = http.StatusServiceUnavailable
@@ -233,9 +269,6 @@ func (h *Handler) startFailed(w http.ResponseWriter, r *http.Request, s *session
 		status = http.StatusGatewayTimeout
 	case errors.Is(err, errContainerExited), errors.Is(err, errContainerGone):
 		msg = fmt.Sprintf("Your server %q stopped while starting. Try again, or ask an admin to look at its log.", server)
-	case isEngineDown(err):
-		msg = "The container engine cannot be reached right now. Try again in a minute."
-		status = http.StatusServiceUnavailable
 	}
 	if wantsHTML(r) {
 		return h.pages.render(w, status, "error", pageData{
@@ -249,8 +282,7 @@ func (h *Handler) startFailed(w http.ResponseWriter, r *http.Request, s *session
 }
 
 func isEngineDown(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "Cannot connect to the Docker daemon") || strings.Contains(s, "connection refused") && strings.Contains(s, "docker")
+	return errors.Is(err, spawner.ErrUnavailable)
 }
 
 // spawn starts the user's server and waits until the app answers.
@@ -279,6 +311,12 @@ func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, 
 		Env:       env,
 		HomeMount: img.Home,
 		Nonce:     nonce,
+		Meta: map[string]string{
+			metaIdleTimeout: strconv.FormatFloat(grant.IdleTimeout.Seconds(), 'f', -1, 64),
+			metaMaxAge:      strconv.FormatFloat(grant.MaxAge.Seconds(), 'f', -1, 64),
+			metaMemory:      strconv.FormatInt(grant.Limits.Memory, 10),
+			metaCPUs:        strconv.FormatFloat(grant.Limits.CPUs, 'f', -1, 64),
+		},
 		Limits: spawner.Limits{
 			MemoryBytes: grant.Limits.Memory,
 			NanoCPUs:    int64(grant.Limits.CPUs * 1e9),
@@ -288,6 +326,7 @@ func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, 
 	fields := []zap.Field{zap.String("user", s.User), zap.String("server", server), zap.String("image", img.Image)}
 	inst, err := h.hub.spawner.Ensure(ctx, spec)
 	if err != nil {
+		metrics.spawnDuration.WithLabelValues("error").Observe(time.Since(began).Seconds())
 		h.audit.Error("spawn failed", append(fields, zap.String("reason", "create"), zap.Error(err))...)
 		return nil, fmt.Errorf("start container for %s/%s: %w", s.User, server, err)
 	}
@@ -306,8 +345,10 @@ func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, 
 				h.logger.Error("stopping a server that did not start failed", append(fields, zap.Error(serr))...)
 			}
 		}
+		metrics.spawnDuration.WithLabelValues("error").Observe(time.Since(began).Seconds())
 		return nil, fmt.Errorf("wait for %s/%s: %w", s.User, server, err)
 	}
+	metrics.spawnDuration.WithLabelValues("ok").Observe(time.Since(began).Seconds())
 	h.audit.Info("spawn", append(fields, zap.String("container_id", shortID(inst.ID)), zap.Duration("duration", time.Since(began)))...)
 	return rt, nil
 }

@@ -27,6 +27,12 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		return h.serveLogin(w, r)
 	case p == "/hub/logout":
 		return h.serveLogout(w, r)
+	case p == "/hub/admin":
+		return h.serveAdmin(w, r)
+	case strings.HasPrefix(p, "/hub/api/"):
+		return h.serveAPI(w, r)
+	case p == "/hub/stop":
+		return h.serveStop(w, r)
 	case p == "/" || p == "/hub" || p == "/hub/" || p == "/hub/home":
 		return h.serveHome(w, r)
 	default:
@@ -84,6 +90,7 @@ func (h *Handler) needLogin(w http.ResponseWriter, r *http.Request) error {
 // refuse answers a denied request with a page or JSON and audits it.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, msg, reason string, fields ...zap.Field) error {
 	h.audit.Warn("denied", append(fields, zap.String("reason", reason), zap.String("path", r.URL.Path), zap.Int("status", status))...)
+	metrics.denials.WithLabelValues(reason).Inc()
 	if wantsHTML(r) || r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		return h.pages.render(w, status, "error", pageData{Title: http.StatusText(status), Message: msg})
 	}
@@ -123,6 +130,7 @@ func (h *Handler) serveHome(w http.ResponseWriter, r *http.Request) error {
 		return h.refuse(w, r, http.StatusForbidden, "Your account is not in this hub's policy. Ask an admin to add you.", "not_in_policy", zap.String("user", s.User))
 	}
 	grant := pol.Grant(s.User, s.Groups)
+	h.hub.markSeen(s.User)
 	var servers []serverView
 	for _, key := range grant.Images {
 		img := pol.Images[key]

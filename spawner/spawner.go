@@ -27,6 +27,10 @@ var ErrNotFound = errors.New("no such server")
 // server's image is not present on the engine. Images are never pulled.
 var ErrImageMissing = errors.New("image not found")
 
+// ErrUnavailable is returned, wrapped, when the container engine cannot be
+// reached at all (its socket refuses connections, or it is not running).
+var ErrUnavailable = errors.New("container engine unreachable")
+
 // Limits are the resource limits of one server's container. A zero field
 // means the engine's default (no limit).
 type Limits struct {
@@ -66,6 +70,12 @@ type Spec struct {
 	// the returned Instance carries that container's nonce, which may differ
 	// from this one.
 	Nonce string
+	// Meta is stored with the container (as labels prefixed "hubgate.meta.")
+	// and returned in Instance.Meta: the gateway keeps the server's idle
+	// timeout, maximum age and limits there, so the engine stays the source
+	// of truth after a gateway restart. Keys are [a-z0-9_]; values are not
+	// secret.
+	Meta map[string]string
 }
 
 // Validate reports whether s is complete and well-formed. Backends call it
@@ -157,6 +167,8 @@ type Instance struct {
 	Running bool
 	// Status is the engine's state word: "running", "exited", "created"...
 	Status string
+	// Meta is what Spec.Meta stored.
+	Meta map[string]string
 }
 
 // Spawner starts, finds and stops per-user servers. Implementations are safe
@@ -189,4 +201,13 @@ type Spawner interface {
 	// RemoveVolume removes the user's volume, for tests and admins. It
 	// refuses while a container uses it; ErrNotFound when absent.
 	RemoveVolume(ctx context.Context, user string) error
+}
+
+// ExitWatcher is implemented by spawners that can report, as it happens,
+// that a server's container stopped (it died, was stopped or removed), so
+// the gateway drops its route at once instead of on a failed request.
+type ExitWatcher interface {
+	// WatchExits calls fn for each server that stops, until ctx ends or
+	// the event stream fails; it returns the stream's error.
+	WatchExits(ctx context.Context, fn func(user, server, containerID string)) error
 }

@@ -38,6 +38,8 @@ const (
 	LabelPort = "hubgate.port"
 	// LabelCreated holds the creation time, RFC 3339.
 	LabelCreated = "hubgate.created"
+	// LabelMetaPrefix prefixes the labels that hold Spec.Meta.
+	LabelMetaPrefix = "hubgate.meta."
 )
 
 // Defaults for Config's zero values.
@@ -143,6 +145,16 @@ func (s *Spawner) Close() error {
 	return s.cli.Close()
 }
 
+// engineErr marks errors that mean the engine could not be reached at all
+// with spawner.ErrUnavailable, so callers can tell users to come back
+// later instead of blaming their server.
+func engineErr(err error) error {
+	if err != nil && client.IsErrConnectionFailed(err) && !errors.Is(err, spawner.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", spawner.ErrUnavailable, err)
+	}
+	return err
+}
+
 // apiCtx bounds one engine API call.
 func (s *Spawner) apiCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.APITimeout)
@@ -165,3 +177,26 @@ func validateKey(user, server string) error {
 
 // Interface guard.
 var _ spawner.Spawner = (*Spawner)(nil)
+
+// Ensure implements spawner.Spawner; see ensure.go.
+func (s *Spawner) Ensure(ctx context.Context, spec spawner.Spec) (spawner.Instance, error) {
+	inst, err := s.ensureWrapped(ctx, spec)
+	return inst, engineErr(err)
+}
+
+// Get implements spawner.Spawner; see get.go.
+func (s *Spawner) Get(ctx context.Context, user, server string) (spawner.Instance, error) {
+	inst, err := s.get(ctx, user, server)
+	return inst, engineErr(err)
+}
+
+// List implements spawner.Spawner; see list.go.
+func (s *Spawner) List(ctx context.Context) ([]spawner.Instance, error) {
+	insts, err := s.list(ctx)
+	return insts, engineErr(err)
+}
+
+// Stop implements spawner.Spawner; see stop.go.
+func (s *Spawner) Stop(ctx context.Context, user, server string) error {
+	return engineErr(s.stop(ctx, user, server))
+}

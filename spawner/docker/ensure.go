@@ -39,7 +39,7 @@ const maxHostname = 63
 // (another image, env or nonce): the Instance's Nonce is the one to derive
 // its secret from. A container that exits right after start is left in
 // place for Logs, and Ensure reports it; the next Ensure recreates it.
-func (s *Spawner) Ensure(ctx context.Context, spec spawner.Spec) (spawner.Instance, error) {
+func (s *Spawner) ensureWrapped(ctx context.Context, spec spawner.Spec) (spawner.Instance, error) {
 	inst, err := s.ensure(ctx, spec)
 	if err != nil {
 		return spawner.Instance{}, fmt.Errorf("ensure server for %s/%s: %w", spec.User, spec.Server, err)
@@ -47,7 +47,7 @@ func (s *Spawner) Ensure(ctx context.Context, spec spawner.Spec) (spawner.Instan
 	return inst, nil
 }
 
-// ensure is Ensure without the error context.
+// ensure is ensureWrapped without the error context.
 func (s *Spawner) ensure(ctx context.Context, spec spawner.Spec) (spawner.Instance, error) {
 	if err := spec.Validate(); err != nil {
 		return spawner.Instance{}, err
@@ -237,6 +237,9 @@ func (s *Spawner) containerConfig(spec spawner.Spec, vol string) (*container.Con
 			LabelPort:       strconv.Itoa(spec.Port),
 			LabelCreated:    time.Now().UTC().Format(time.RFC3339),
 		},
+	}
+	for k, v := range spec.Meta {
+		cfg.Labels[LabelMetaPrefix+k] = v
 	}
 	if len(spec.Cmd) > 0 {
 		cfg.Cmd = append([]string(nil), spec.Cmd...)

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"strings"
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +18,7 @@ import (
 // Get returns the user's server, running or not. It wraps
 // spawner.ErrNotFound when there is no such container. Addr is empty unless
 // the container is running.
-func (s *Spawner) Get(ctx context.Context, user, server string) (spawner.Instance, error) {
+func (s *Spawner) get(ctx context.Context, user, server string) (spawner.Instance, error) {
 	if err := validateKey(user, server); err != nil {
 		return spawner.Instance{}, fmt.Errorf("get server for %s/%s: %w", user, server, err)
 	}
@@ -76,12 +77,21 @@ func (s *Spawner) fromInspect(c container.InspectResponse) spawner.Instance {
 
 // fromLabels fills the Instance fields that come from labels.
 func fromLabels(l map[string]string) spawner.Instance {
-	return spawner.Instance{
+	inst := spawner.Instance{
 		User:   l[LabelUser],
 		Server: l[LabelServer],
 		Image:  l[LabelImage],
 		Nonce:  l[LabelNonce],
 	}
+	for k, v := range l {
+		if key, ok := strings.CutPrefix(k, LabelMetaPrefix); ok {
+			if inst.Meta == nil {
+				inst.Meta = make(map[string]string)
+			}
+			inst.Meta[key] = v
+		}
+	}
+	return inst
 }
 
 // addr returns "ip:port" from the container's endpoint on our network and

@@ -17,7 +17,7 @@ import (
 // deployment label). The list answer carries no start time, so Started is
 // zero here (hubgate never restarts a container in place, so Created is
 // close to the start time of a running one); Get fills Started.
-func (s *Spawner) List(ctx context.Context) ([]spawner.Instance, error) {
+func (s *Spawner) list(ctx context.Context) ([]spawner.Instance, error) {
 	lctx, cancel := s.apiCtx(ctx)
 	defer cancel()
 	cs, err := s.cli.ContainerList(lctx, container.ListOptions{

@@ -14,7 +14,7 @@ import (
 // volumes). The user's named volume stays. It wraps spawner.ErrNotFound when
 // there is no such container; a container removed concurrently by someone
 // else counts as stopped.
-func (s *Spawner) Stop(ctx context.Context, user, server string) error {
+func (s *Spawner) stop(ctx context.Context, user, server string) error {
 	if err := validateKey(user, server); err != nil {
 		return fmt.Errorf("stop server for %s/%s: %w", user, server, err)
 	}

@@ -1,0 +1,220 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// streams tracks the upgraded (websocket) connections proxied for each
+// session, so that a logout or a revoked session can end them at once.
+type streams struct {
+	mu     sync.Mutex
+	bySID  map[string]map[*stream]struct{}
+	byUser map[string]map[*stream]struct{}
+}
+
+type stream struct {
+	sid, user string
+	cancel    context.CancelFunc
+}
+
+func newStreams() *streams {
+	return &streams{bySID: make(map[string]map[*stream]struct{}), byUser: make(map[string]map[*stream]struct{})}
+}
+
+// open registers a stream; the returned func unregisters it.
+func (s *streams) open(sid, user string, cancel context.CancelFunc) func() {
+	st := &stream{sid: sid, user: user, cancel: cancel}
+	s.mu.Lock()
+	add(s.bySID, sid, st)
+	add(s.byUser, user, st)
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		del(s.bySID, sid, st)
+		del(s.byUser, user, st)
+		s.mu.Unlock()
+	}
+}
+
+func add(m map[string]map[*stream]struct{}, k string, st *stream) {
+	set := m[k]
+	if set == nil {
+		set = make(map[*stream]struct{})
+		m[k] = set
+	}
+	set[st] = struct{}{}
+}
+
+func del(m map[string]map[*stream]struct{}, k string, st *stream) {
+	if set := m[k]; set != nil {
+		delete(set, st)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// closeSession ends every stream of one session and reports how many.
+func (s *streams) closeSession(sid string) int {
+	return s.closeWhere(s.bySID, sid)
+}
+
+// closeUser ends every stream of one user and reports how many.
+func (s *streams) closeUser(user string) int {
+	return s.closeWhere(s.byUser, user)
+}
+
+func (s *streams) closeWhere(m map[string]map[*stream]struct{}, k string) int {
+	s.mu.Lock()
+	var cancels []context.CancelFunc
+	for st := range m[k] {
+		cancels = append(cancels, st.cancel)
+	}
+	s.mu.Unlock()
+	for _, c := range cancels {
+		c()
+	}
+	return len(cancels)
+}
+
+// count reports the open streams.
+func (s *streams) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, set := range s.bySID {
+		n += len(set)
+	}
+	return n
+}
+
+// activityWriter is the ResponseWriter given to the reverse proxy for an
+// upgrade request: the hijacked connection it hands out records activity
+// on the route whenever a websocket data frame passes, in either
+// direction. Control frames (ping, pong, close) are not activity, so an
+// idle tab that only keeps its connection alive can still be culled.
+type activityWriter struct {
+	http.ResponseWriter
+	rt *route
+}
+
+// Hijack implements http.Hijacker.
+func (w *activityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &activityConn{Conn: conn, rt: w.rt}, brw, nil
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *activityWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// activityConn watches the websocket frames crossing a hijacked client
+// connection: reads are the browser's frames, writes the app's.
+type activityConn struct {
+	net.Conn
+	rt      *route
+	in, out frameScanner
+	readMu  sync.Mutex
+	writeMu sync.Mutex
+}
+
+func (c *activityConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.readMu.Lock()
+		data := c.in.scan(p[:n])
+		c.readMu.Unlock()
+		if data {
+			c.rt.touch()
+		}
+	}
+	return n, err
+}
+
+func (c *activityConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.writeMu.Lock()
+		data := c.out.scan(p[:n])
+		c.writeMu.Unlock()
+		if data {
+			c.rt.touch()
+		}
+	}
+	return n, err
+}
+
+// touch records activity now.
+func (rt *route) touch() {
+	rt.lastActivity.Store(time.Now().UnixNano())
+}
+
+// frameScanner follows the frame boundaries of one direction of a
+// websocket (RFC 6455 section 5.2) without copying payloads: it reads each
+// header, then skips the payload length it announced.
+type frameScanner struct {
+	hdr       [14]byte
+	hn        int    // header bytes collected
+	need      int    // header length, known after two bytes
+	remaining uint64 // payload bytes still to skip
+	data      bool   // the current frame is a data frame
+}
+
+// scan consumes p and reports whether it carried any data-frame bytes
+// (text, binary or continuation frames, including empty ones).
+func (f *frameScanner) scan(p []byte) bool {
+	seen := false
+	for len(p) > 0 {
+		if f.remaining > 0 {
+			n := uint64(len(p))
+			if n > f.remaining {
+				n = f.remaining
+			}
+			p = p[n:]
+			f.remaining -= n
+			seen = seen || f.data
+			continue
+		}
+		f.hdr[f.hn] = p[0]
+		f.hn++
+		p = p[1:]
+		if f.hn == 2 {
+			f.need = 2
+			switch f.hdr[1] & 0x7f {
+			case 126:
+				f.need += 2
+			case 127:
+				f.need += 8
+			}
+			if f.hdr[1]&0x80 != 0 {
+				f.need += 4
+			}
+		}
+		if f.hn < 2 || f.hn < f.need {
+			continue
+		}
+		var length uint64
+		switch l := f.hdr[1] & 0x7f; l {
+		case 126:
+			length = uint64(f.hdr[2])<<8 | uint64(f.hdr[3])
+		case 127:
+			for i := 2; i < 10; i++ {
+				length = length<<8 | uint64(f.hdr[i])
+			}
+		default:
+			length = uint64(l)
+		}
+		f.data = f.hdr[0]&0x0f <= 0x2
+		seen = seen || f.data
+		f.remaining = length
+		f.hn, f.need = 0, 0
+	}
+	return seen
+}
