@@ -17,7 +17,7 @@ TEST_TIMEOUT ?= 30m
 # unknown module stops that search, so fall through to "off" on any error.
 XCADDY_GOPROXY ?= $(shell $(GO) env GOPROXY | sed -e 's/,direct$$//' -e 's/|off$$//')|off
 
-.PHONY: all build run images test test-deps unit e2e lint check-versions clean
+.PHONY: all build run images test test-deps unit e2e lint check-versions clean bench
 
 all: build
 
@@ -39,9 +39,19 @@ check-versions:
 	have=$$($(GO) list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2); \
 	if [ "$$want" != "$$have" ]; then echo "go.mod has caddy $$have but xcaddy.json pins $$want" >&2; exit 1; fi
 
-## images: the test image(s) the default policy and the tests use
+## images: the test images the default policy and the tests use; each is
+## rebuilt only when its inputs change (hubgate/jupyter-debian: debootstrap,
+## 1-3 min and ~420 MB the first time, needs root)
 images:
 	images/testapp/build.sh hubgate/testapp:latest
+	images/jupyter-debian/build.sh hubgate/jupyter-debian:latest
+	images/rsession-standin/build.sh hubgate/rsession-standin:latest
+
+## images-prod: the production images hubgate/jupyterlab and hubgate/rstudio
+## (docker-stacks bases: needs a registry; see images/README.md)
+.PHONY: images-prod
+images-prod:
+	images/build-prod.sh
 
 ## run: build, build images, serve https://localhost:8443 with a local account
 run: build images
@@ -64,6 +74,11 @@ test-deps:
 		if [ "$$(id -u)" != 0 ]; then echo "chromium is missing; run as root or install Debian's chromium" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 	@docker info >/dev/null 2>&1 || { echo "the Docker engine is not reachable: the tests need it" >&2; exit 1; }
+	@# Chromium aborts requests in flight (ERR_NETWORK_CHANGED) when a host
+	@# interface gains an address; without this every container start would
+	@# give the host side of its veth an IPv6 link-local address. Loopback
+	@# and existing interfaces keep IPv6.
+	@if [ "$$(id -u)" = 0 ]; then sysctl -qw net.ipv6.conf.default.disable_ipv6=1 || true; fi
 
 ## lint: gofmt and go vet
 lint:
@@ -71,12 +86,24 @@ lint:
 	$(GO) vet ./...
 
 ## test: everything, against the real Docker engine, Caddy and Chromium
+## (packages one at a time: their containers and networks would otherwise
+## disturb each other's browser tests)
 test: test-deps build images lint
-	HUBGATE_CADDY=$(CADDY) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	HUBGATE_CADDY=$(CADDY) $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 ## unit: the tests that need neither Docker nor a browser
 unit:
 	$(GO) test -race -count=1 ./caddymodule/... ./policies/...
+
+## bench: hubgate vs plain Caddy vs direct on loopback (wrk, websockets, cold
+## start, 50 users at once); writes bench/results.md. BENCH_SCALE=1 adds the
+## 200-container figures; see bench/run/main.go for the other BENCH_* knobs.
+bench: build images
+	@command -v wrk >/dev/null || { \
+		if [ "$$(id -u)" != 0 ]; then echo "wrk is missing; run as root or install Debian's wrk" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(GO) build -o bench/out/bin/ ./bench/run ./bench/wsrtt
+	bench/out/bin/run
 
 clean:
 	rm -rf bin .run

@@ -41,7 +41,7 @@ func adapt(t *testing.T, body []byte) (string, error) {
 // a Caddyfile, a line of dashes, and the expected JSON (or "error: ..."
 // for a Caddyfile that must be refused).
 func TestAdaptGolden(t *testing.T) {
-	for _, env := range []string{"HUBGATE_HTTP_PORT", "HUBGATE_HTTPS_PORT", "HUBGATE_ADMIN", "HUBGATE_SITE", "HUBGATE_POLICY", "HUBGATE_NAME", "HUBGATE_START_TIMEOUT", "HUBGATE_START_WAIT"} {
+	for _, env := range []string{"HUBGATE_HTTP_PORT", "HUBGATE_HTTPS_PORT", "HUBGATE_ADMIN", "HUBGATE_SITE", "HUBGATE_POLICY", "HUBGATE_NAME", "HUBGATE_START_TIMEOUT", "HUBGATE_START_WAIT", "HUBGATE_MAX_CONCURRENT_STARTS", "HUBGATE_CULL_INTERVAL"} {
 		if _, ok := os.LookupEnv(env); ok {
 			t.Setenv(env, "")
 			os.Unsetenv(env)

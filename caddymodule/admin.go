@@ -150,12 +150,12 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
-		if err := h.checkForm(w, r, s); err != nil {
+		if ok, err := h.checkForm(w, r, s); !ok {
 			return err
 		}
 		user, server := policies.NormalizeUser(r.PostFormValue("user")), r.PostFormValue("server")
 		if err := h.stopServer(r.Context(), user, server, s.User); err != nil && !errors.Is(err, spawner.ErrNotFound) {
-			return h.refuse(w, r, http.StatusBadGateway, "Stopping the server failed: "+err.Error(), "stop_failed")
+			return h.refuse(w, r, http.StatusBadGateway, "Stopping the server failed: "+err.Error(), "stop_failed", zap.Error(err))
 		}
 		http.Redirect(w, r, "/hub/admin", http.StatusSeeOther)
 		return nil
@@ -176,16 +176,17 @@ func (h *Handler) serveAdmin(w http.ResponseWriter, r *http.Request) error {
 }
 
 // checkForm checks a state-changing form post: same-site, the session's
-// CSRF token, a bounded body.
-func (h *Handler) checkForm(w http.ResponseWriter, r *http.Request, s *session.Session) error {
+// CSRF token, a bounded body. When it reports false, the refusal has been
+// written (or err says why it could not be).
+func (h *Handler) checkForm(w http.ResponseWriter, r *http.Request, s *session.Session) (bool, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
-		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("parse form: %w", err))
+		return false, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("parse form: %w", err))
 	}
 	if crossSite(r) || !h.checkCSRF(r, h.csrfToken(s)) {
-		return h.refuse(w, r, http.StatusForbidden, "Refused: the form's CSRF token is missing or wrong, or the request came from another site.", "csrf", zap.String("user", s.User))
+		return false, h.refuse(w, r, http.StatusForbidden, "Refused: the form's CSRF token is missing or wrong, or the request came from another site.", "csrf", zap.String("user", s.User))
 	}
-	return nil
+	return true, nil
 }
 
 // serveStop lets a user stop one of their own servers from the home page.
@@ -198,11 +199,11 @@ func (h *Handler) serveStop(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "POST")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("stop takes POST"))
 	}
-	if err := h.checkForm(w, r, s); err != nil {
+	if ok, err := h.checkForm(w, r, s); !ok {
 		return err
 	}
 	if err := h.stopServer(r.Context(), s.User, r.PostFormValue("server"), s.User); err != nil && !errors.Is(err, spawner.ErrNotFound) {
-		return h.refuse(w, r, http.StatusBadGateway, "Stopping the server failed: "+err.Error(), "stop_failed")
+		return h.refuse(w, r, http.StatusBadGateway, "Stopping the server failed: "+err.Error(), "stop_failed", zap.Error(err))
 	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
@@ -213,7 +214,8 @@ func (h *Handler) stopServer(ctx context.Context, user, server, by string) error
 	if user == "" || server == "" || strings.ContainsAny(server, "/\x00") {
 		return fmt.Errorf("stop: %w", spawner.ErrNotFound)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// A stop, once asked for, finishes even if the client goes away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	err := h.hub.spawner.Stop(ctx, user, server)
 	if rt, ok := h.hub.routes.Peek(routeKey(user, server)); ok {

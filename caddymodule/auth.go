@@ -1,15 +1,20 @@
 package caddymodule
 
 import (
+	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/hubgate/hubgate/caddymodule/idp"
 	"github.com/hubgate/hubgate/caddymodule/session"
 	"github.com/hubgate/hubgate/policies"
 )
@@ -42,6 +47,16 @@ func (h *Handler) currentSession(r *http.Request) *session.Session {
 		return nil
 	}
 	if !s.Valid(time.Now()) {
+		return nil
+	}
+	// Logged out (here or on another instance): a copy of the cookie
+	// taken before the logout is worthless. A map lookup, no I/O.
+	if h.hub.auth.isRevoked(s.ID) {
+		return nil
+	}
+	// A GitHub session carries the groups of the latest re-check, and
+	// ends when GitHub no longer vouches for it.
+	if s.GitHubID != 0 && !h.githubSession(r.Context(), &s) {
 		return nil
 	}
 	return &s
@@ -86,8 +101,15 @@ func clientIP(r *http.Request) string {
 	return r.RemoteAddr
 }
 
-// serveLogin shows the login form (GET) or checks a local account (POST).
+// serveLogin shows the login page (GET): a button per identity provider
+// and the local account form when it is enabled; with ?provider=<name> it
+// starts that provider's login. POST checks a local account.
 func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if p := r.URL.Query().Get("provider"); p != "" && p != providerLocal {
+			return h.serveOAuthStart(w, r, p)
+		}
+	}
 	next := safeNext(r.FormValue("next"))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -104,22 +126,70 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
+// loginPage is what the login template shows.
+type loginPage struct {
+	pageData
+	Providers []loginButton
+	Local     bool
+}
+
+// loginButton starts one provider's login.
+type loginButton struct {
+	Name, Label, URL string
+}
+
 func (h *Handler) showLogin(w http.ResponseWriter, r *http.Request, next, problem string, status int) error {
-	st := loginState{CSRF: session.NewID(), Expires: time.Now().Add(loginStateTTL).Unix()}
-	sealed, err := h.codec.Seal(session.PurposeLogin, st)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+	page := loginPage{pageData: pageData{Title: "Log in", Next: next, Problem: problem}, Local: h.auth.local}
+	for _, p := range h.auth.providers {
+		page.Providers = append(page.Providers, loginButton{
+			Name:  p.Name(),
+			Label: p.Label(),
+			URL:   "/hub/oauth_start/" + url.PathEscape(p.Name()) + "?next=" + url.QueryEscape(next),
+		})
 	}
-	h.setCookie(w, loginCookie, sealed, loginStateTTL, http.SameSiteStrictMode)
-	return h.pages.render(w, status, "login", pageData{
-		Title:   "Log in",
-		Next:    next,
-		CSRF:    st.CSRF,
-		Problem: problem,
-	})
+	if page.Local {
+		st := loginState{CSRF: session.NewID(), Expires: time.Now().Add(loginStateTTL).Unix()}
+		sealed, err := h.codec.Seal(session.PurposeLogin, st)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		h.setCookie(w, loginCookie, sealed, loginStateTTL, http.SameSiteStrictMode)
+		page.CSRF = st.CSRF
+	}
+	return h.renderPage(w, status, "login", page)
+}
+
+// renderPage renders a template like pages.render does, for pages whose
+// data is more than pageData; formTargets are extra origins the page's
+// forms may submit to (the Content-Security-Policy's form-action, which
+// browsers also apply to the redirects that follow a submission).
+func (h *Handler) renderPage(w http.ResponseWriter, status int, name string, data any, formTargets ...string) error {
+	var buf bytes.Buffer
+	if err := h.pages.t.ExecuteTemplate(&buf, name, data); err != nil {
+		return fmt.Errorf("render %s page: %w", name, err)
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
+	if hdr.Get("Cache-Control") == "" {
+		hdr.Set("Cache-Control", "no-store")
+	}
+	formAction := "'self'"
+	for _, t := range formTargets {
+		formAction += " " + t
+	}
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
+	hdr.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(status)
+	_, err := w.Write(buf.Bytes())
+	return err
 }
 
 func (h *Handler) postLogin(w http.ResponseWriter, r *http.Request, next string) error {
+	if !h.auth.local {
+		return h.refuse(w, r, http.StatusNotFound, "Local accounts are disabled on this hub.", "local_disabled")
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("parse login form: %w", err))
@@ -174,26 +244,54 @@ func (h *Handler) postLogin(w http.ResponseWriter, r *http.Request, next string)
 
 // serveLogout ends the session. GET shows a confirmation form (a link
 // someone else planted cannot log you out); POST with the CSRF token logs
-// out.
+// out: the session is revoked on every gateway instance (a record in
+// Caddy's storage), its websockets are closed, and a session from an OIDC
+// provider that offers RP-initiated logout continues at its
+// end_session_endpoint, which comes back to /.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	s := h.currentSession(r)
 	if s == nil {
 		h.clearCookie(w, sessionCookie)
+		h.clearCookie(w, idTokenCookie)
 		http.Redirect(w, r, "/hub/login", http.StatusSeeOther)
 		return nil
 	}
+	oidcProvider, _ := h.auth.byName[s.Provider].(*idp.OIDC)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		return h.pages.render(w, http.StatusOK, "logout", pageData{Title: "Log out", User: s.User, CSRF: h.csrfToken(s)})
+		var targets []string
+		if oidcProvider != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			if o := oidcProvider.EndSessionOrigin(ctx); o != "" {
+				targets = append(targets, o)
+			}
+			cancel()
+		}
+		return h.renderPage(w, http.StatusOK, "logout", pageData{Title: "Log out", User: s.User, CSRF: h.csrfToken(s)}, targets...)
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 		if crossSite(r) || !h.checkCSRF(r, h.csrfToken(s)) {
 			return h.refuse(w, r, http.StatusForbidden, "logout refused: missing or wrong CSRF token", "csrf")
 		}
 		h.clearCookie(w, sessionCookie)
+		h.clearCookie(w, idTokenCookie)
+		h.revokeSession(r.Context(), s)
 		closed := h.hub.streams.closeSession(s.ID)
-		h.audit.Info("logout", zap.String("user", s.User), zap.Int("streams_closed", closed))
-		http.Redirect(w, r, "/hub/login", http.StatusSeeOther)
+		h.audit.Info("logout", zap.String("user", s.User), zap.String("provider", s.Provider), zap.Int("streams_closed", closed))
+		target := "/hub/login"
+		if oidcProvider != nil {
+			var hint idTokenHint
+			if c, err := r.Cookie(idTokenCookie); err != nil || h.codec.Open(session.PurposeIDToken, c.Value, &hint) != nil || hint.SID != s.ID {
+				hint = idTokenHint{}
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			if u := oidcProvider.EndSessionURL(ctx, hint.Raw, "https://"+r.Host+"/"); u != "" {
+				target = u
+			}
+			cancel()
+		}
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		http.Redirect(w, r, target, http.StatusSeeOther)
 		return nil
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")

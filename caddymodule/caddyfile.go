@@ -40,9 +40,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		login_window <duration>
 //		max_concurrent_starts <n>
 //		cull_interval <duration>
+//		oidc <name> { issuer, client_id, client_secret, scopes, ... }
+//		github { client_id, client_secret, url, api_url, orgs, ... }
+//		local off
+//		assertion { header <name>; ttl <duration> }
 //	}
 //
-// The policy may also be given inline: `hubgate <file-or-folder>`.
+// The policy may also be given inline: `hubgate <file-or-folder>`. The
+// login subdirectives are described in full at unmarshalAuth (oauth.go).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	h.Policy = append(h.Policy, d.RemainingArgs()...)
@@ -136,6 +141,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.LoginFailuresPerIP = n
 			case "max_concurrent_starts":
 				h.MaxConcurrentStarts = &n
+			}
+		case "oidc", "github", "local", "assertion":
+			if err := h.unmarshalAuth(d); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unrecognized hubgate option %q", d.Val())

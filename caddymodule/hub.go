@@ -37,6 +37,9 @@ type hub struct {
 	routes  *lru.Cache[string, *route]
 	limiter *limiter
 	streams *streams
+	// auth holds session revocations, used OAuth states and the GitHub
+	// membership re-check state (see revoke.go, oauth.go).
+	auth *authState
 	// seen remembers when users last logged in, opened the home page or
 	// started a server, for the admin page.
 	seen  *lru.Cache[string, time.Time]
@@ -116,6 +119,7 @@ func newHub(h *Handler) (*hub, error) {
 		routes:  routes,
 		limiter: newLimiter(h.LoginFailuresPerUser, h.LoginFailuresPerIP, time.Duration(h.LoginWindow)),
 		streams: newStreams(),
+		auth:    newAuthState(),
 		probe: &http.Client{
 			Timeout:   2 * time.Second,
 			Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},

@@ -102,6 +102,22 @@ type Handler struct {
 	// team's idle_timeout and max_age. Default: 1m.
 	CullInterval caddy.Duration `json:"cull_interval,omitempty"`
 
+	// OIDC lists the OpenID Connect providers people may log in with.
+	// Several may be configured; the login page offers each.
+	OIDC []*OIDCConfig `json:"oidc,omitempty"`
+
+	// GitHub enables login with GitHub; org and team memberships become
+	// policy groups and are re-checked on an interval.
+	GitHub *GitHubConfig `json:"github,omitempty"`
+
+	// Local configures the local accounts of the policy file. They are
+	// offered unless disabled here.
+	Local *LocalConfig `json:"local,omitempty"`
+
+	// Assertion, if set, adds a signed identity assertion (an ES256 JWT)
+	// to every request proxied to a user's server.
+	Assertion *AssertionConfig `json:"assertion,omitempty"`
+
 	logger  *zap.Logger
 	audit   *zap.Logger
 	ctx     caddy.Context
@@ -111,6 +127,7 @@ type Handler struct {
 	hubKey  string
 	proxy   *reverseproxy.Handler
 	pages   *pages
+	auth    *authRuntime
 }
 
 // DockerConfig configures the Docker spawner.
@@ -184,6 +201,7 @@ func (h *Handler) applyDefaults() {
 	if h.CullInterval == 0 {
 		h.CullInterval = caddy.Duration(defaultCullInterval)
 	}
+	h.applyAuthDefaults()
 }
 
 // Provision sets the handler up: it loads the policy (a bad policy fails
@@ -237,6 +255,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.pages, err = loadPages(); err != nil {
 		return err
 	}
+	if err := h.provisionAuth(ctx); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -275,7 +296,7 @@ func (h *Handler) Validate() error {
 		(h.MaxConcurrentStarts != nil && *h.MaxConcurrentStarts < 0) {
 		return errors.New("hubgate: sizes and limits must not be negative")
 	}
-	return nil
+	return h.validateAuth()
 }
 
 // Cleanup stops the policy watcher and releases this config's hold on the

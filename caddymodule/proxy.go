@@ -187,6 +187,7 @@ func (h *Handler) proxyTo(w http.ResponseWriter, r *http.Request, s *session.Ses
 	stripOurCookies(r.Header)
 	r.Header.Set("Authorization", rt.auth)
 	r.Header.Set("X-Hubgate-User", s.User)
+	h.setAssertion(r, s, rt.server)
 	rt.lastActivity.Store(time.Now().UnixNano())
 	caddyhttp.SetVar(r.Context(), varRoute, rt)
 	if r.Header.Get("Upgrade") != "" {
@@ -300,8 +301,9 @@ func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, 
 	env["HUBGATE_DEFAULT_URL"] = img.URL
 	env["JUPYTERHUB_SERVICE_PREFIX"] = prefix
 	env["HUBGATE_TOKEN"] = containerToken(h.codec, nonce)
-	env["GIT_AUTHOR_NAME"] = s.User
-	env["GIT_COMMITTER_NAME"] = s.User
+	// The git identity always; repos and the GitHub token only where the
+	// policy grants them (see oauth.go).
+	h.identityEnv(ctx, s, grant, env)
 	spec := spawner.Spec{
 		User:      s.User,
 		Server:    server,

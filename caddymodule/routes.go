@@ -27,6 +27,12 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		return h.serveLogin(w, r)
 	case p == "/hub/logout":
 		return h.serveLogout(w, r)
+	case p == "/hub/oauth_callback":
+		return h.serveOAuthCallback(w, r)
+	case strings.HasPrefix(p, "/hub/oauth_start/"):
+		return h.serveOAuthStart(w, r, strings.TrimPrefix(p, "/hub/oauth_start/"))
+	case p == "/hub/.well-known/jwks.json":
+		return h.serveJWKS(w, r)
 	case p == "/hub/admin":
 		return h.serveAdmin(w, r)
 	case strings.HasPrefix(p, "/hub/api/"):

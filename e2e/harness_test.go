@@ -205,7 +205,7 @@ func (g *gateway) start() {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			g.t.Fatalf("caddy exited during start: %v\n%s", err, g.logs())
+			g.t.Fatalf("caddy exited during start: %v\n%s", err, g.logTail())
 		default:
 		}
 		if g.roots == nil {
@@ -229,7 +229,7 @@ func (g *gateway) start() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	g.t.Fatalf("caddy did not become ready\n%s", g.logs())
+	g.t.Fatalf("caddy did not become ready\n%s", g.logTail())
 }
 
 // stop ends the gateway process gracefully; its containers keep running.
@@ -258,7 +258,7 @@ func (g *gateway) stop() {
 		g.logFile.Close()
 	}
 	if g.t.Failed() {
-		g.t.Logf("gateway log:\n%s", g.logs())
+		g.t.Logf("gateway log (tail):\n%s", g.logTail())
 	}
 }
 
@@ -268,12 +268,19 @@ func (g *gateway) restart() {
 	g.start()
 }
 
+// logs returns the gateway's whole log so far.
 func (g *gateway) logs() string {
 	b, _ := os.ReadFile(g.logPath)
-	if len(b) > 20000 {
-		b = b[len(b)-20000:]
-	}
 	return string(b)
+}
+
+// logTail returns the end of the log, for failure reports.
+func (g *gateway) logTail() string {
+	s := g.logs()
+	if len(s) > 20000 {
+		s = s[len(s)-20000:]
+	}
+	return s
 }
 
 // waitLog waits until the gateway's log contains s.

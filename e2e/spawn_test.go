@@ -256,7 +256,7 @@ func TestPolicyEditTakesEffectLive(t *testing.T) {
 		t.Fatalf("bad edit not reported in the log")
 	}
 	if !strings.Contains(g.logs(), "policy.yaml:") {
-		t.Errorf("the reload error does not name the file and line:\n%s", g.logs())
+		t.Errorf("the reload error does not name the file and line:\n%s", g.logTail())
 	}
 	if resp, _ := g.get(alice, "/user/alice/notebook/whoami"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after a malformed edit alice got %d; the last good policy must stay", resp.StatusCode)

@@ -6,10 +6,19 @@ import (
 	"time"
 )
 
-// Purposes separate the kinds of sealed values.
+// Purposes separate the kinds of sealed values: a value sealed for one
+// purpose never opens for another.
 const (
 	PurposeSession = "hubgate session v1"
 	PurposeLogin   = "hubgate login v1"
+	// PurposeOAuth seals the pre-login cookie of an OIDC or GitHub login:
+	// its state, nonce and PKCE verifier.
+	PurposeOAuth = "hubgate oauth v1"
+	// PurposeIDToken seals the cookie that keeps the OIDC ID token for the
+	// id_token_hint of RP-initiated logout.
+	PurposeIDToken = "hubgate id token v1"
+	// PurposeToken seals a user's GitHub token in Caddy's storage.
+	PurposeToken = "hubgate github token v1"
 )
 
 // Session is what the session cookie holds. It is small on purpose: it
@@ -23,11 +32,29 @@ type Session struct {
 	// Groups are the identity provider groups, already prefixed
 	// ("github:org/team", "oidc:researchers").
 	Groups []string `json:"g,omitempty"`
-	// Provider names how the user logged in ("local", ...).
+	// Provider names how the user logged in: "local", "github" or the name
+	// of a configured OIDC provider.
 	Provider string `json:"p"`
 	// IssuedAt and Expires are Unix seconds.
 	IssuedAt int64 `json:"iat"`
 	Expires  int64 `json:"exp"`
+
+	// Subject is the provider's stable identifier of the person: the OIDC
+	// "sub" claim, or the GitHub numeric user id in decimal. Empty for
+	// local accounts.
+	Subject string `json:"sub,omitempty"`
+	// GitHubID is the GitHub numeric user id of a GitHub login; with the
+	// login in User it is what the membership re-check keys on.
+	GitHubID int64 `json:"ghid,omitempty"`
+	// Name is the display name from the identity provider, used for the
+	// git identity; may be empty.
+	Name string `json:"n,omitempty"`
+	// Email is the verified email address, used for the git identity;
+	// empty when the provider gave none that is verified.
+	Email string `json:"e,omitempty"`
+	// CheckedAt is when the groups were last read from the provider
+	// (Unix seconds).
+	CheckedAt int64 `json:"chk,omitempty"`
 }
 
 // Valid reports whether s names a user and has not expired at now.

@@ -14,7 +14,9 @@
 //	GET  "env"              JSON of HUBGATE_*, JUPYTERHUB_* and GIT_* variables
 //	GET  "slow?ms=N"        answers after N milliseconds
 //
-// Given the argument -crash it exits at once with status 3.
+// Given the argument -crash it exits at once with status 3; with
+// TESTAPP_START_DELAY set (a Go duration) it waits that long before it
+// listens.
 //
 // The Authorization header is reported as "token [redacted]" by whoami and
 // HUBGATE_TOKEN as "set" by env: the app never echoes its secret.
@@ -83,6 +85,12 @@ func run() error {
 	cfg, err := configFromEnv(os.Getenv)
 	if err != nil {
 		return err
+	}
+	// TESTAPP_START_DELAY (a Go duration) delays listening, to stand in for
+	// an app that takes a while to start.
+	if d, err := time.ParseDuration(os.Getenv("TESTAPP_START_DELAY")); err == nil && d > 0 {
+		fmt.Fprintf(os.Stdout, "testapp waiting %s before listening\n", d)
+		time.Sleep(d)
 	}
 	ln, err := net.Listen("tcp", ":"+cfg.Port)
 	if err != nil {

@@ -1,11 +1,11 @@
 package docker
 
 import (
-	"strings"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"

@@ -1,0 +1,461 @@
+// Command run is `make bench`: on loopback, in one go, it measures the cost
+// of hubgate's proxy path and its container lifecycle, and writes the
+// table to bench/results.md.
+//
+// It starts hubgate (bin/caddy with the repository's Caddyfile, a bench
+// policy and a fresh deployment name), logs a user in through the login
+// form and lets hubgate start that user's test app container. That one
+// container is then the upstream of all three targets, so the app's own
+// cost is the same for each:
+//
+//	(a) direct    http://<container ip>:8888, with the container's token
+//	(b) plain     bin/caddy with bench/Caddyfile: reverse_proxy to the same
+//	              container, hubgate's transport settings, same TLS and log
+//	(c) hubgate   https through hubgate with the user's session cookie
+//
+// wrk runs against a, b, c in alternating rounds (medians reported; many
+// short rounds rather than a few long ones, so that other load on the
+// machine hits all three alike), then a websocket echo round-trip test
+// (bench/internal/wsrtt) against the same three. Then the lifecycle: cold start (a new user's first request through
+// hubgate, to the app's first byte) against a bare create + start + first
+// answer of the same image on the same network; fifty new users whose
+// first requests arrive together; and, with BENCH_SCALE=1, two hundred
+// running containers (steady-state req/s across all of them, and a
+// gateway restart until all two hundred answer). Last, the Go benchmarks of
+// caddymodule (the per-request cost in ns/op and allocs/op).
+//
+// Everything it starts (processes, containers, volumes, the network) is
+// removed when it ends, also on error or Ctrl-C; a later run also sweeps
+// what a killed run left behind. Settings (environment):
+//
+//	BENCH_DURATION=6s BENCH_WARMUP=3s BENCH_ROUNDS=6 BENCH_THREADS=2
+//	BENCH_CONNS=64 BENCH_WS_MSGS=3000 BENCH_WS_CONNS=16 BENCH_WS_ROUNDS=5
+//	BENCH_COLD=10 BENCH_CROWD=50 BENCH_SCALE=0 BENCH_SCALE_N=200 BENCH_GO=1
+//	BENCH_RESULTS=bench/results.md
+//
+// BENCH_PPROF=1 also takes a CPU profile of plain Caddy and of hubgate
+// (from their admin endpoints' /debug/pprof/) during their first wrk run,
+// into bench/out/pprof-b.pb.gz and pprof-c.pb.gz; look at them with
+// `go tool pprof -top bin/caddy bench/out/pprof-c.pb.gz`.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+)
+
+// config is what the environment may change.
+type config struct {
+	duration, warmup time.Duration
+	rounds           int
+	threads, conns   int
+	wsMsgs, wsConns  int
+	wsRounds         int
+	cold, crowd      int
+	scale            bool
+	scaleN           int
+	goBench          bool
+	pprof            bool
+	results          string
+}
+
+func loadConfig() config {
+	return config{
+		duration: envDuration("BENCH_DURATION", 6*time.Second),
+		warmup:   envDuration("BENCH_WARMUP", 3*time.Second),
+		rounds:   envInt("BENCH_ROUNDS", 6),
+		threads:  envInt("BENCH_THREADS", 2),
+		conns:    envInt("BENCH_CONNS", 64),
+		wsMsgs:   envInt("BENCH_WS_MSGS", 3000),
+		wsConns:  envInt("BENCH_WS_CONNS", 16),
+		wsRounds: envInt("BENCH_WS_ROUNDS", 5),
+		cold:     envInt("BENCH_COLD", 10),
+		crowd:    envInt("BENCH_CROWD", 50),
+		scale:    envInt("BENCH_SCALE", 0) != 0,
+		scaleN:   envInt("BENCH_SCALE_N", 200),
+		goBench:  envInt("BENCH_GO", 1) != 0,
+		pprof:    envInt("BENCH_PPROF", 0) != 0,
+		results:  envString("BENCH_RESULTS", "bench/results.md"),
+	}
+}
+
+func envString(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(k string, def int) int {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		log.Fatalf("%s=%q: want a non-negative integer", k, v)
+	}
+	return n
+}
+
+func envDuration(k string, def time.Duration) time.Duration {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		log.Fatalf("%s=%q: want a positive duration", k, v)
+	}
+	return d
+}
+
+// bench is one run of the benchmark.
+type bench struct {
+	cfg      config
+	root     string // repository root
+	out      string // bench/out
+	work     string // bench/out/work: this run's files
+	caddyBin string
+	name     string // hubgate deployment name (also its network)
+	password string // every bench account's password
+
+	dk    *client.Client
+	cl    cleaner
+	hub   *caddyProc
+	plain *caddyProc
+	hubN  int // hubgate process generation, for log names
+
+	main *userSession // the "bench" user, whose container a, b, c share
+	app  appContainer
+
+	res results
+}
+
+func main() {
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("bench: ")
+	b := &bench{cfg: loadConfig()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	// If make (our parent) is killed, clean up all the same.
+	const prSetPdeathsig = 1
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetPdeathsig, uintptr(syscall.SIGTERM), 0)
+	go func() {
+		s := <-sigs
+		log.Printf("%s: stopping and cleaning up", s)
+		cancel()
+		b.cl.run()
+		os.Exit(130)
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			log.Printf("panic: %v", r)
+			b.cl.run()
+			panic(r)
+		}
+	}()
+
+	err := b.run(ctx)
+	b.cl.run()
+	if err != nil {
+		log.Printf("FAILED: %v", err)
+		b.res.failure = err.Error()
+	}
+	b.finish(ctx)
+	if err != nil {
+		os.Exit(1)
+	}
+}
+
+// run does every measurement; the caller cleans up.
+func (b *bench) run(ctx context.Context) error {
+	var err error
+	if b.root, err = os.Getwd(); err != nil {
+		return err
+	}
+	b.caddyBin = filepath.Join(b.root, "bin", "caddy")
+	for _, need := range []string{b.caddyBin, filepath.Join(b.root, "Caddyfile"), filepath.Join(b.root, "bench", "Caddyfile")} {
+		if _, err := os.Stat(need); err != nil {
+			return fmt.Errorf("run from the repository root after `make build`: %w", err)
+		}
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk is missing: `apt-get install wrk` (make bench does it)")
+	}
+	b.out = filepath.Join(b.root, "bench", "out")
+	b.work = filepath.Join(b.out, "work")
+	if err := os.RemoveAll(b.work); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(b.work, 0o755); err != nil {
+		return err
+	}
+	if b.dk, err = newDocker(); err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	if _, err := b.dk.Ping(ctx); err != nil {
+		return fmt.Errorf("the Docker engine is not reachable: %w", err)
+	}
+	for _, stale := range staleOwners(b.out) {
+		log.Printf("sweeping what an interrupted run (%s) left behind", stale)
+		sweep(b.dk, stale)
+		releaseOwner(b.out, stale)
+	}
+
+	b.res.started = time.Now()
+	b.res.machine = machineInfo(ctx, b.root, b.caddyBin)
+	b.res.uptimeBefore = uptime()
+	b.res.busyBefore = sampleBusy(2 * time.Second)
+	log.Printf("machine: %s, %s cores; %s; others busy %.0f%% of the machine", b.res.machine.cpu, b.res.machine.nproc, b.res.uptimeBefore, b.res.busyBefore)
+
+	b.name = "hgbench" + randomHex(3)
+	if err := claimOwner(b.out, b.name); err != nil {
+		return err
+	}
+	b.cl.add("release the run's claim", func() { releaseOwner(b.out, b.name) })
+	b.cl.add("remove the containers, volumes and network of "+b.name, func() { sweep(b.dk, b.name) })
+
+	if err := b.startHubgate(ctx); err != nil {
+		return err
+	}
+	if err := b.prepareMain(ctx); err != nil {
+		return err
+	}
+	if err := b.startPlain(ctx); err != nil {
+		return err
+	}
+	if err := b.checkTargets(ctx); err != nil {
+		return err
+	}
+	if err := b.throughput(ctx); err != nil {
+		return fmt.Errorf("throughput: %w", err)
+	}
+	if err := b.websockets(ctx); err != nil {
+		return fmt.Errorf("websockets: %w", err)
+	}
+	if b.cfg.cold > 0 {
+		if err := b.coldStart(ctx); err != nil {
+			return fmt.Errorf("cold start: %w", err)
+		}
+	}
+	if b.cfg.crowd > 0 {
+		if err := b.crowdStart(ctx); err != nil {
+			return fmt.Errorf("crowd: %w", err)
+		}
+	}
+	if b.cfg.scale {
+		if err := b.scaleRun(ctx); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+	}
+	return nil
+}
+
+// finish runs the Go benchmarks (with nothing else of ours running) and
+// writes the report.
+func (b *bench) finish(ctx context.Context) {
+	if b.cfg.goBench && b.res.failure == "" {
+		b.goBenchmarks(ctx)
+	}
+	b.res.finished = time.Now()
+	b.res.uptimeAfter = uptime()
+	b.res.busyAfter = sampleBusy(2 * time.Second)
+	md := b.report()
+	fmt.Println()
+	fmt.Println(md)
+	path := b.cfg.results
+	if b.res.failure != "" {
+		path = filepath.Join(b.out, "results-failed.md")
+	}
+	if !filepath.IsAbs(path) && b.root != "" {
+		path = filepath.Join(b.root, path)
+	}
+	if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
+		log.Printf("write %s: %v", path, err)
+		return
+	}
+	log.Printf("wrote %s", path)
+}
+
+// startHubgate writes the bench policy and starts hubgate with the
+// repository's Caddyfile, as the end-to-end tests do.
+func (b *bench) startHubgate(ctx context.Context) error {
+	b.password = randomHex(12)
+	out, err := exec.CommandContext(ctx, b.caddyBin, "hash-password", "--plaintext", b.password, "--bcrypt-cost", "6").Output()
+	if err != nil {
+		return fmt.Errorf("caddy hash-password: %w", err)
+	}
+	hash := strings.TrimSpace(string(out))
+	users := []string{"bench"}
+	for i := range b.cfg.cold + 1 {
+		users = append(users, coldUser(i))
+	}
+	for i := range b.cfg.crowd {
+		users = append(users, crowdUser(i))
+	}
+	if b.cfg.scale {
+		for i := range b.cfg.scaleN {
+			users = append(users, scaleUser(i))
+		}
+	}
+	var pol strings.Builder
+	pol.WriteString("# Written by bench/run for one benchmark run.\nadmins: [bench]\n")
+	pol.WriteString("images:\n  notebook: {image: \"hubgate/testapp:latest\", port: 8888, description: \"Test app\"}\n")
+	pol.WriteString("teams:\n  bench:\n    images: [notebook]\n    members:\n")
+	for _, u := range users {
+		fmt.Fprintf(&pol, "      - %s\n", u)
+	}
+	pol.WriteString("accounts:\n")
+	for _, u := range users {
+		fmt.Fprintf(&pol, "  %s: %q\n", u, hash)
+	}
+	policyDir := filepath.Join(b.work, "policy")
+	if err := os.MkdirAll(policyDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(policyDir, "policy.yaml"), []byte(pol.String()), 0o644); err != nil {
+		return err
+	}
+
+	httpsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	httpPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	env := map[string]string{
+		"HUBGATE_HTTPS_PORT": strconv.Itoa(httpsPort),
+		"HUBGATE_HTTP_PORT":  strconv.Itoa(httpPort),
+		"HUBGATE_ADMIN":      fmt.Sprintf("127.0.0.1:%d", adminPort),
+		"HUBGATE_SITE":       "localhost",
+		"HUBGATE_POLICY":     policyDir,
+		"HUBGATE_NAME":       b.name,
+		"XDG_DATA_HOME":      filepath.Join(b.work, "hubgate", "data"),
+		"XDG_CONFIG_HOME":    filepath.Join(b.work, "hubgate", "config"),
+	}
+	b.hub = &caddyProc{
+		label:     "hubgate",
+		bin:       b.caddyBin,
+		args:      []string{"run", "--config", filepath.Join(b.root, "Caddyfile"), "--adapter", "caddyfile"},
+		dir:       b.root,
+		env:       mergeEnv(env),
+		httpsPort: httpsPort,
+		admin:     env["HUBGATE_ADMIN"],
+	}
+	b.res.hubEnv = env
+	b.cl.add("stop hubgate", func() { b.hub.stop() })
+	return b.startHubProc(ctx)
+}
+
+// startHubProc starts (or restarts) the hubgate process with a new log.
+func (b *bench) startHubProc(ctx context.Context) error {
+	b.hubN++
+	b.hub.logPath = filepath.Join(b.work, fmt.Sprintf("hubgate-%d.log", b.hubN))
+	if err := b.hub.start(); err != nil {
+		return err
+	}
+	return b.hub.waitReady(ctx, "/hub/health", 60*time.Second)
+}
+
+// prepareMain logs the bench user in, lets hubgate start their container
+// and finds its address and secret for the baselines.
+func (b *bench) prepareMain(ctx context.Context) error {
+	s, err := b.login(ctx, "bench")
+	if err != nil {
+		return err
+	}
+	b.main = s
+	if _, err := b.untilServed(ctx, s, 90*time.Second); err != nil {
+		return fmt.Errorf("start the bench user's server: %w", err)
+	}
+	if b.app, err = findUserContainer(ctx, b.dk, b.name, "bench"); err != nil {
+		return err
+	}
+	log.Printf("hubgate started the bench user's container %s at %s", b.app.ID[:12], b.app.addr())
+	return nil
+}
+
+// startPlain starts plain Caddy (bench/Caddyfile) in front of the same
+// container.
+func (b *bench) startPlain(ctx context.Context) error {
+	httpsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	httpPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	adminPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	env := map[string]string{
+		"BENCH_HTTPS_PORT": strconv.Itoa(httpsPort),
+		"BENCH_HTTP_PORT":  strconv.Itoa(httpPort),
+		"BENCH_ADMIN":      fmt.Sprintf("127.0.0.1:%d", adminPort),
+		"BENCH_UPSTREAM":   b.app.addr(),
+		"BENCH_TOKEN":      b.app.Token,
+		"XDG_DATA_HOME":    filepath.Join(b.work, "plain", "data"),
+		"XDG_CONFIG_HOME":  filepath.Join(b.work, "plain", "config"),
+	}
+	b.plain = &caddyProc{
+		label:     "plain caddy",
+		bin:       b.caddyBin,
+		args:      []string{"run", "--config", filepath.Join(b.root, "bench", "Caddyfile"), "--adapter", "caddyfile"},
+		dir:       b.root,
+		env:       mergeEnv(env),
+		httpsPort: httpsPort,
+		admin:     env["BENCH_ADMIN"],
+		logPath:   filepath.Join(b.work, "plain.log"),
+	}
+	b.cl.add("stop plain caddy", func() { b.plain.stop() })
+	if err := b.plain.start(); err != nil {
+		return err
+	}
+	return b.plain.waitReady(ctx, appPath("bench", "whoami"), 60*time.Second)
+}
+
+func mergeEnv(extra map[string]string) []string {
+	env := os.Environ()
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+func randomHex(n int) string {
+	p := make([]byte, n)
+	_, _ = rand.Read(p)
+	return hex.EncodeToString(p)
+}
+
+func appPath(user, rest string) string { return "/user/" + user + "/notebook/" + rest }
+
+func coldUser(i int) string  { return fmt.Sprintf("cold%02d", i) }
+func crowdUser(i int) string { return fmt.Sprintf("crowd%02d", i+1) }
+func scaleUser(i int) string { return fmt.Sprintf("s%03d", i+1) }

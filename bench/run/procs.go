@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// cleaner runs the registered undo steps once, last first, whatever made
+// the benchmark stop: success, an error, a panic or a signal.
+type cleaner struct {
+	mu   sync.Mutex
+	fns  []cleanStep
+	done bool
+}
+
+type cleanStep struct {
+	what string
+	fn   func()
+}
+
+func (c *cleaner) add(what string, fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, cleanStep{what, fn})
+}
+
+func (c *cleaner) run() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return
+	}
+	c.done = true
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		s := c.fns[i]
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					log.Printf("cleanup %s: panic: %v", s.what, r)
+				}
+			}()
+			log.Printf("cleanup: %s", s.what)
+			s.fn()
+		}()
+	}
+}
+
+// caddyProc is one bin/caddy process: hubgate or the plain baseline.
+type caddyProc struct {
+	label     string
+	bin       string
+	args      []string
+	dir       string
+	env       []string
+	httpsPort int
+	admin     string // the admin endpoint's host:port (pprof lives there)
+	logPath   string
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+	// started is when the process was started (for the restart figure).
+	started time.Time
+}
+
+// start runs the process with its output in logPath; it does not wait.
+func (p *caddyProc) start() error {
+	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Dir = p.dir
+	cmd.Env = p.env
+	cmd.Stdout, cmd.Stderr = f, f
+	// If this driver dies without cleaning up, the kernel ends the child.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", p.label, err)
+	}
+	p.cmd = cmd
+	p.exited = make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(p.exited)
+	}()
+	return nil
+}
+
+// pid returns the process id, or 0.
+func (p *caddyProc) pid() int {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// waitReady polls url over HTTPS until it answers 200, the process exits
+// or within passes.
+func (p *caddyProc) waitReady(ctx context.Context, path string, within time.Duration) error {
+	c := insecureClient(nil)
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("%s exited during start; see %s:\n%s", p.label, p.logPath, tail(p.logPath, 3000))
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url(path), nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s not ready at %s within %s (last error %v); see %s", p.label, path, within, err, p.logPath)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends the process: SIGTERM, then SIGKILL after 10 seconds.
+func (p *caddyProc) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+func (p *caddyProc) url(path string) string {
+	return fmt.Sprintf("https://localhost:%d%s", p.httpsPort, path)
+}
+
+// insecureClient is an HTTPS client for loopback that accepts Caddy's
+// internal CA without installing it, follows no redirects and keeps a
+// cookie jar if given.
+func insecureClient(jar http.CookieJar) *http.Client {
+	return &http.Client{
+		Jar:     jar,
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback benchmark
+			MaxIdleConnsPerHost: 64,
+			Proxy:               nil,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail returns the last n bytes of a file.
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// ownerDir holds one file per benchmark run in progress, named after its
+// deployment and holding the driver's pid: a later run sweeps what a
+// killed run left behind (its deployment's containers, volumes, network),
+// and never touches a run whose driver is still alive.
+func ownerDir(out string) string { return filepath.Join(out, "owners") }
+
+func claimOwner(out, name string) error {
+	if err := os.MkdirAll(ownerDir(out), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(ownerDir(out), name), []byte(strconv.Itoa(os.Getpid())), 0o644)
+}
+
+func releaseOwner(out, name string) { _ = os.Remove(filepath.Join(ownerDir(out), name)) }
+
+// staleOwners returns the deployments of earlier runs whose driver is gone.
+func staleOwners(out string) []string {
+	entries, _ := os.ReadDir(ownerDir(out))
+	var stale []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(ownerDir(out), e.Name()))
+		if err != nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if pid > 0 && pid != os.Getpid() && alive(pid) {
+			continue
+		}
+		stale = append(stale, e.Name())
+	}
+	return stale
+}
+
+func alive(pid int) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmdline), "bench")
+}
