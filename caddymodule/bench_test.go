@@ -21,6 +21,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -283,7 +284,8 @@ func restoreHeader(dst, src http.Header) {
 // BenchmarkProxy serves one small GET end to end in process, through
 // Caddy's reverse proxy to a local upstream: "caddy" is plain
 // reverse_proxy (static upstream, header_up Authorization) with hubgate's
-// transport settings, "hubgate" is hubgate's whole handler. The difference
+// transport settings, "hubgate" is hubgate's whole handler, and
+// "interleaved" alternates the two request by request. The difference
 // is hubgate's per-request cost, the dynamic upstream included. The request
 // is built in process (no client connection, no TLS, no access log); the
 // upstream is a Go server on loopback in this same process, so cpu-ns/op
@@ -349,16 +351,36 @@ func BenchmarkProxy(b *testing.B) {
 		{"hubgate", func(w http.ResponseWriter, r *http.Request) error { return f.h.ServeHTTP(w, r, nil) }},
 	}
 	srv := new(caddyhttp.Server)
-	for _, c := range cases {
-		serveOnce := func(w *discardWriter) {
-			r := f.request()
-			r.RemoteAddr = "127.0.0.1:40000"
-			r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, srv)
-			w.reset()
-			if err := c.serve(w, r); err != nil || w.status != http.StatusOK || w.n != len(body) {
-				panic(fmt.Sprintf("%s: status %d, %d bytes, err %v", c.name, w.status, w.n, err))
-			}
+	serve := func(name string, fn func(http.ResponseWriter, *http.Request) error, w *discardWriter) {
+		r := f.request()
+		r.RemoteAddr = "127.0.0.1:40000"
+		r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, srv)
+		w.reset()
+		if err := fn(w, r); err != nil || w.status != http.StatusOK || w.n != len(body) {
+			panic(fmt.Sprintf("%s: status %d, %d bytes, err %v", name, w.status, w.n, err))
 		}
+	}
+	// interleaved serves one request each way per iteration and reports
+	// the median time of each and their difference: other load on the
+	// machine then hits both alike, which separate runs cannot promise.
+	b.Run("interleaved", func(b *testing.B) {
+		w := new(discardWriter)
+		var tc, th []time.Duration
+		for b.Loop() {
+			t0 := time.Now()
+			serve("caddy", cases[0].serve, w)
+			t1 := time.Now()
+			serve("hubgate", cases[1].serve, w)
+			t2 := time.Now()
+			tc, th = append(tc, t1.Sub(t0)), append(th, t2.Sub(t1))
+		}
+		mc, mh := medianOf(tc), medianOf(th)
+		b.ReportMetric(float64(mc), "caddy-p50-ns")
+		b.ReportMetric(float64(mh), "hubgate-p50-ns")
+		b.ReportMetric(float64(mh-mc), "extra-p50-ns")
+	})
+	for _, c := range cases {
+		serveOnce := func(w *discardWriter) { serve(c.name, c.serve, w) }
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			w := new(discardWriter)
@@ -380,6 +402,15 @@ func BenchmarkProxy(b *testing.B) {
 			reportCPU(b, cpu)
 		})
 	}
+}
+
+func medianOf(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // processCPU is the CPU time this process has used (user + system).

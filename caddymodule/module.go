@@ -222,10 +222,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("load policy: %w", err)
 	}
 	h.watcher = w
-	if err := w.Start(ctx); err != nil {
-		_ = w.Close()
-		return fmt.Errorf("watch policy: %w", err)
-	}
 
 	key, err := session.LoadOrCreateKey(ctx, ctx.Storage(), "hubgate/"+h.Name+"/master.key")
 	if err != nil {
@@ -258,6 +254,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionAuth(ctx); err != nil {
 		return err
 	}
+	// Watch last: reload callbacks use everything above.
+	if err := w.Start(ctx); err != nil {
+		return fmt.Errorf("watch policy: %w", err)
+	}
 	return nil
 }
 
@@ -278,6 +278,14 @@ func (h *Handler) onPolicyReload(res policies.ReloadResult) {
 	}
 	initMetrics()
 	metrics.reloads.WithLabelValues(result).Inc()
+	if res.OK && h.hub != nil {
+		// Zero trust holds for open websockets too: those of users the new
+		// policy no longer allows are closed now.
+		pol := h.watcher.Current()
+		if n := h.hub.streams.closeDenied(pol.Allowed); n > 0 {
+			fields = append(fields, zap.Int("streams_closed", n))
+		}
+	}
 	h.audit.Info("policy reload", fields...)
 }
 

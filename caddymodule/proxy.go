@@ -147,6 +147,11 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request) error {
 		return h.refuse(w, r, http.StatusBadRequest, "Use the canonical address "+prefix, "non_canonical_path", zap.String("user", s.User))
 	}
 
+	if crossOrigin(r) {
+		return h.refuse(w, r, http.StatusForbidden, "Refused: this request came from another site.", "cross_origin",
+			zap.String("user", s.User), zap.String("server", up.server), zap.String("origin", r.Header.Get("Origin")))
+	}
+
 	key := routeKey(s.User, up.server)
 	rt, ok := h.hub.lookup(key)
 	if !ok {
@@ -167,6 +172,36 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request) error {
 		return h.proxyTo(w, r, s, started)
 	}
 	return err
+}
+
+// crossOrigin reports a browser request from another site that would
+// change state or open a websocket. Apps behind hubgate trust the
+// container secret the gateway adds to every request, so they skip their
+// own origin and XSRF checks (Jupyter does); the gateway makes that check
+// for them. Sibling subdomains count as other sites: SameSite cookies do
+// not keep those out. Requests without Origin and Sec-Fetch-Site (API
+// clients, curl) are not browsers' cross-site requests and pass.
+func crossOrigin(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		if r.Header.Get("Upgrade") == "" {
+			return false
+		}
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+			return true
+		}
+		if r.TLS != nil && u.Scheme != "https" {
+			return true
+		}
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return false
+	}
+	return true
 }
 
 // retryable reports a failed proxy attempt that may be made again: a safe
@@ -195,7 +230,7 @@ func (h *Handler) proxyTo(w http.ResponseWriter, r *http.Request, s *session.Ses
 		// its traffic as activity.
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
-		defer h.hub.streams.open(s.ID, s.User, cancel)()
+		defer h.hub.streams.open(s.ID, s.User, s.Groups, rt.server, cancel)()
 		r = r.WithContext(ctx)
 		w = &activityWriter{ResponseWriter: w, rt: rt}
 	}
@@ -301,6 +336,9 @@ func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, 
 	env["HUBGATE_DEFAULT_URL"] = img.URL
 	env["JUPYTERHUB_SERVICE_PREFIX"] = prefix
 	env["HUBGATE_TOKEN"] = containerToken(h.codec, nonce)
+	// The image's entrypoint syncs the team's repos before the app starts;
+	// it must give up well within the start timeout.
+	env["HUBGATE_SYNC_TIMEOUT"] = max(time.Duration(h.StartTimeout)-30*time.Second, 10*time.Second).String()
 	// The git identity always; repos and the GitHub token only where the
 	// policy grants them (see oauth.go).
 	h.identityEnv(ctx, s, grant, env)

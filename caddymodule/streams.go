@@ -18,17 +18,19 @@ type streams struct {
 }
 
 type stream struct {
-	sid, user string
-	cancel    context.CancelFunc
+	sid, user, server string
+	groups            []string
+	cancel            context.CancelFunc
 }
 
 func newStreams() *streams {
 	return &streams{bySID: make(map[string]map[*stream]struct{}), byUser: make(map[string]map[*stream]struct{})}
 }
 
-// open registers a stream; the returned func unregisters it.
-func (s *streams) open(sid, user string, cancel context.CancelFunc) func() {
-	st := &stream{sid: sid, user: user, cancel: cancel}
+// open registers a stream of a session to one of its user's servers; the
+// returned func unregisters it.
+func (s *streams) open(sid, user string, groups []string, server string, cancel context.CancelFunc) func() {
+	st := &stream{sid: sid, user: user, server: server, groups: groups, cancel: cancel}
 	s.mu.Lock()
 	add(s.bySID, sid, st)
 	add(s.byUser, user, st)
@@ -74,6 +76,25 @@ func (s *streams) closeWhere(m map[string]map[*stream]struct{}, k string) int {
 	var cancels []context.CancelFunc
 	for st := range m[k] {
 		cancels = append(cancels, st.cancel)
+	}
+	s.mu.Unlock()
+	for _, c := range cancels {
+		c()
+	}
+	return len(cancels)
+}
+
+// closeDenied ends every stream that allowed(user, groups, server) no
+// longer permits, after a policy change, and reports how many.
+func (s *streams) closeDenied(allowed func(user string, groups []string, server string) bool) int {
+	s.mu.Lock()
+	var cancels []context.CancelFunc
+	for _, set := range s.bySID {
+		for st := range set {
+			if !allowed(st.user, st.groups, st.server) {
+				cancels = append(cancels, st.cancel)
+			}
+		}
 	}
 	s.mu.Unlock()
 	for _, c := range cancels {

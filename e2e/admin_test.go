@@ -58,6 +58,11 @@ func TestAdminStopsAnotherUsersServerInBrowser(t *testing.T) {
 	if err != nil || !strings.Contains(table, "alice") || !strings.Contains(table, "running") {
 		t.Fatalf("admin page servers table: %q %v", table, err)
 	}
+	if dir := os.Getenv("HUBGATE_SCREENSHOTS"); dir != "" {
+		if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(dir+"/admin.png", png, 0o644)
+		}
+	}
 	if err := chromedp.Do(ctx, chromedp.Submit(chromedp.ID("stop-alice-notebook"))); err != nil {
 		t.Fatalf("press stop: %v", err)
 	}

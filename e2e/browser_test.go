@@ -79,7 +79,7 @@ func TestBrowserLogsInAndReachesApp(t *testing.T) {
 	}
 	if dir := os.Getenv("HUBGATE_SCREENSHOTS"); dir != "" {
 		if err := chromedp.Do(ctx, chromedp.Navigate(g.url("/"))); err == nil {
-			if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90)); err == nil {
+			if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
 				_ = os.WriteFile(dir+"/home.png", png, 0o644)
 			}
 		}

@@ -89,6 +89,7 @@ type gateway struct {
 	logPath   string
 	logFile   *os.File
 	roots     *x509.CertPool
+	exited    chan struct{} // closed when the running process has exited
 }
 
 type gwOptions struct {
@@ -199,13 +200,18 @@ func (g *gateway) start() {
 	if err := g.cmd.Start(); err != nil {
 		g.t.Fatalf("start caddy: %v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- g.cmd.Wait() }()
+	exited := make(chan struct{})
+	g.exited = exited
+	var waitErr error
+	go func(cmd *exec.Cmd) {
+		waitErr = cmd.Wait()
+		close(exited)
+	}(g.cmd)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case err := <-exited:
-			g.t.Fatalf("caddy exited during start: %v\n%s", err, g.logTail())
+		case <-exited:
+			g.t.Fatalf("caddy exited during start: %v\n%s", waitErr, g.logTail())
 		default:
 		}
 		if g.roots == nil {
@@ -221,8 +227,6 @@ func (g *gateway) start() {
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
-					g.cmd.Process.Signal(syscall.Signal(0))
-					go func() { <-exited }()
 					return
 				}
 			}
@@ -238,20 +242,11 @@ func (g *gateway) stop() {
 		return
 	}
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		for g.cmd.ProcessState == nil {
-			if err := g.cmd.Process.Signal(syscall.Signal(0)); err != nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-g.exited:
 	case <-time.After(10 * time.Second):
 		_ = g.cmd.Process.Kill()
+		<-g.exited
 	}
 	g.cmd = nil
 	if g.logFile != nil {

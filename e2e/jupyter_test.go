@@ -384,10 +384,10 @@ def get(path, hdr):
     except e.HTTPError as x:
         return "%d %s" % (x.code, x.headers.get("Location") or "")
 tok = {"Authorization": "token " + os.environ["HUBGATE_TOKEN"]}
-print(get("api/nbContents", {}))
+print(get("api/contents", {}))
 print(get("tree", {}))
-print(get("api/nbContents", {"Authorization": "token wrong"}))
-print(get("api/nbContents", tok))
+print(get("api/contents", {"Authorization": "token wrong"}))
+print(get("api/contents", tok))
 print(get("tree", tok))
 `
 	out, err := exec.Command("docker", "exec", id, "python3", "-c", script).CombinedOutput()

@@ -270,3 +270,40 @@ func TestWebsocketSurvivesPolicyReload(t *testing.T) {
 	}
 	echo("after")
 }
+
+func TestRemovedUsersWebsocketClosedOnReload(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	alice := g.login("alice")
+	g.whoami(alice, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, g.wsURL("/user/alice/notebook/ws"), &websocket.DialOptions{HTTPClient: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if err := ws.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ws.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, g.dir+"/policy/policy.yaml", strings.Replace(basePolicy, "[alice, bob, admin]", "[bob, admin]", 1))
+	// The open websocket of the removed user ends, without any request.
+	readErr := make(chan error, 1)
+	go func() {
+		_, _, err := ws.Read(ctx)
+		readErr <- err
+	}()
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Fatal("read returned a message, want the connection closed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a removed user's websocket stayed open after the policy reload")
+	}
+	if !g.waitLog(`"streams_closed":1`, 2*time.Second) {
+		t.Errorf("closing the stream not logged")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestIdentityHeadersAndCookieStripped(t *testing.T) {
@@ -118,4 +119,45 @@ func TestOtherUsersServerRefused(t *testing.T) {
 
 func itoaPort(g *gateway) string {
 	return strings.TrimPrefix(g.url(""), "https://localhost:")
+}
+
+func TestCrossOriginRequestsRefused(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	c := g.login("alice")
+	g.whoami(c, "alice")
+	own := "https://localhost:" + itoaPort(g)
+	cases := []struct {
+		name   string
+		method string
+		hdr    []string
+		want   int
+	}{
+		{"same-origin PUT", http.MethodPut, []string{"Origin", own, "Sec-Fetch-Site", "same-origin"}, http.StatusCreated},
+		{"API client PUT without Origin", http.MethodPut, nil, http.StatusCreated},
+		{"cross-origin PUT", http.MethodPut, []string{"Origin", "https://evil.example"}, http.StatusForbidden},
+		{"sibling subdomain PUT", http.MethodPut, []string{"Origin", "https://evil.localhost:" + itoaPort(g), "Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
+		{"plain-http origin PUT", http.MethodPut, []string{"Origin", "http://localhost:" + itoaPort(g)}, http.StatusForbidden},
+		{"opaque origin PUT", http.MethodPut, []string{"Origin", "null"}, http.StatusForbidden},
+		{"cross-site without Origin", http.MethodPut, []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"cross-site GET is a link, allowed", http.MethodGet, []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"}, http.StatusOK},
+	}
+	for _, tc := range cases {
+		path := "/user/alice/notebook/files/x.txt"
+		if tc.method == http.MethodGet {
+			path = "/user/alice/notebook/whoami"
+		}
+		resp, body := g.do(c, tc.method, path, strings.NewReader("x"), tc.hdr...)
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d %.120s, want %d", tc.name, resp.StatusCode, body, tc.want)
+		}
+	}
+	// A websocket opened from another site is refused before the app.
+	resp, _ := g.get(c, "/user/alice/notebook/ws", "Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
+		"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", "Origin", "https://evil.example")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-origin websocket: %d, want 403", resp.StatusCode)
+	}
+	if !g.waitLog(`"reason":"cross_origin"`, time.Second) {
+		t.Errorf("cross-origin refusals not audited")
+	}
 }

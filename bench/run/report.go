@@ -117,7 +117,7 @@ func (b *bench) report() string {
 	if r.goBench != "" {
 		p("## Per-request cost in caddymodule (Go benchmarks)")
 		p("")
-		p("`%s` — cookie check (parse the Cookie header, AES-GCM open, JSON decode), policy lookup (Known + image + Allowed), route lookup (LRU hit), all three, the request header hygiene of proxyTo, and the whole handler in process against plain reverse_proxy (no TLS, no log).", r.goBenchCmd)
+		p("`%s` — cookie check (parse the Cookie header, AES-GCM open, JSON decode), policy lookup (Known + image + Allowed), route lookup (LRU hit), all three, the request header hygiene of proxyTo, and the whole handler in process against plain reverse_proxy (no TLS, no log); `Proxy/interleaved` alternates the two request by request and reports their median times and the difference, `extra-p50-ns`, the figure least disturbed by other load.", r.goBenchCmd)
 		p("")
 		p("```")
 		p("%s", r.goBench)

@@ -19,7 +19,11 @@
 //     https://github.com) into ~/repos/name on first start; on later starts
 //     it is fetched and fast-forwarded only when that cannot lose anything
 //     (see sync.go); what happened to each repo, and why, is appended to
-//     ~/repos/.hubgate-sync.log.
+//     ~/repos/.hubgate-sync.log. The entrypoint's own git calls pin the
+//     helper list on the command line, so no other helper (a repo's own
+//     credential.helper=store, say) is handed the token; the servers of one
+//     user, which share the home volume, sync one at a time (an flock on
+//     ~/repos/.hubgate-sync.lock).
 //
 // A repo that cannot be reached, a missing git, or anything else that goes
 // wrong during set-up is logged and never stops the app: the program always

@@ -99,6 +99,7 @@ type Spawner struct {
 
 	netMu    sync.Mutex // serialises network creation
 	netReady bool       // the network is known to exist
+	netID    string     // its ID, once known
 }
 
 // New returns a Spawner for cfg after filling in defaults. It makes no

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -124,10 +125,10 @@ func (s *Spawner) create(ctx context.Context, spec spawner.Spec, name string, lo
 	if err != nil {
 		return inst, false, err
 	}
-	if err := s.ensureNetwork(ctx); err != nil {
+	if err := s.checkImage(ctx, spec.Image); err != nil {
 		return inst, false, err
 	}
-	if err := s.checkImage(ctx, spec.Image); err != nil {
+	if err := s.ensureNetwork(ctx, spec.Image); err != nil {
 		return inst, false, err
 	}
 
@@ -175,7 +176,7 @@ func (s *Spawner) start(ctx context.Context, id string, spec spawner.Spec, log *
 	sctx, cancel := s.apiCtx(ctx)
 	err = s.cli.ContainerStart(sctx, id, container.StartOptions{})
 	cancel()
-	if cerrdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) || err != nil && strings.Contains(err.Error(), "marked for removal") {
 		return inst, true, nil
 	}
 	if err != nil {
@@ -246,7 +247,7 @@ func (s *Spawner) containerConfig(spec spawner.Spec, vol string) (*container.Con
 	}
 
 	hostCfg := &container.HostConfig{
-		NetworkMode:   container.NetworkMode(s.cfg.Network),
+		NetworkMode:   container.NetworkMode(s.networkRef()),
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		Mounts: []mount.Mount{{
 			Type:   mount.TypeVolume,
@@ -264,7 +265,7 @@ func (s *Spawner) containerConfig(spec spawner.Spec, vol string) (*container.Con
 	}
 
 	netCfg := &network.NetworkingConfig{
-		EndpointsConfig: map[string]*network.EndpointSettings{s.cfg.Network: {}},
+		EndpointsConfig: map[string]*network.EndpointSettings{s.networkRef(): {}},
 	}
 	return cfg, hostCfg, netCfg
 }

@@ -3,8 +3,12 @@ package docker
 import (
 	"context"
 	"fmt"
+	"sort"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"go.uber.org/zap"
 )
@@ -14,8 +18,9 @@ const iccOption = "com.docker.network.bridge.enable_icc"
 
 // ensureNetwork makes sure the deployment's network exists, creating it if
 // needed. Success is remembered; forgetNetwork undoes that when the network
-// turns out to be gone.
-func (s *Spawner) ensureNetwork(ctx context.Context) error {
+// turns out to be gone. image (present on the engine) is used for the
+// creation lock, see lockNetwork.
+func (s *Spawner) ensureNetwork(ctx context.Context, image string) error {
 	s.netMu.Lock()
 	defer s.netMu.Unlock()
 	if s.netReady {
@@ -23,19 +28,26 @@ func (s *Spawner) ensureNetwork(ctx context.Context) error {
 	}
 	name := s.cfg.Network
 
-	ictx, cancel := s.apiCtx(ctx)
-	n, err := s.cli.NetworkInspect(ictx, name, network.InspectOptions{})
-	cancel()
-	if err == nil {
-		if s.cfg.Isolate && n.Options[iccOption] != "false" {
-			s.log.Warn("existing network allows traffic between containers; isolation is off",
-				zap.String("network", name))
-		}
-		s.netReady = true
+	if id, err := s.canonicalNetwork(ctx); err != nil {
+		return err
+	} else if id != "" {
+		s.netID, s.netReady = id, true
 		return nil
 	}
-	if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("inspect network %s: %w", name, err)
+
+	// The engine's duplicate-name check is not atomic: gateways racing to
+	// create the network could each make one, and a container naming an
+	// ambiguous network cannot start. Serialise creation on the engine.
+	unlock, err := s.lockNetwork(ctx, image)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if id, err := s.canonicalNetwork(ctx); err != nil {
+		return err
+	} else if id != "" {
+		s.netID, s.netReady = id, true
+		return nil
 	}
 
 	opts := network.CreateOptions{
@@ -57,13 +69,116 @@ func (s *Spawner) ensureNetwork(ctx context.Context) error {
 		s.log.Info("created network", zap.String("network", name),
 			zap.String("network_id", resp.ID), zap.Bool("isolate", s.cfg.Isolate))
 	}
-	s.netReady = true
+	id, err := s.canonicalNetwork(ctx)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return fmt.Errorf("network %s vanished right after its creation", name)
+	}
+	s.netID, s.netReady = id, true
 	return nil
+}
+
+// canonicalNetwork returns the ID of the oldest network named like the
+// deployment's ("" when there is none), and removes this deployment's
+// empty duplicates that a creation race left behind.
+func (s *Spawner) canonicalNetwork(ctx context.Context) (string, error) {
+	name := s.cfg.Network
+	lctx, cancel := s.apiCtx(ctx)
+	nets, err := s.cli.NetworkList(lctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", name))})
+	cancel()
+	if err != nil {
+		return "", fmt.Errorf("list networks named %s: %w", name, err)
+	}
+	var same []network.Summary
+	for _, n := range nets {
+		if n.Name == name {
+			same = append(same, n)
+		}
+	}
+	if len(same) == 0 {
+		return "", nil
+	}
+	sort.Slice(same, func(i, j int) bool {
+		if !same[i].Created.Equal(same[j].Created) {
+			return same[i].Created.Before(same[j].Created)
+		}
+		return same[i].ID < same[j].ID
+	})
+	keep := same[0]
+	if s.cfg.Isolate && keep.Options[iccOption] != "false" {
+		s.log.Warn("existing network allows traffic between containers; isolation is off", zap.String("network", name))
+	}
+	for _, dup := range same[1:] {
+		if dup.Labels[LabelDeployment] != s.cfg.Prefix {
+			continue
+		}
+		rctx, cancel := s.apiCtx(ctx)
+		if err := s.cli.NetworkRemove(rctx, dup.ID); err == nil {
+			s.log.Info("removed a duplicate network", zap.String("network", name), zap.String("network_id", dup.ID))
+		}
+		cancel()
+	}
+	return keep.ID, nil
+}
+
+// networkRef is how containers name the deployment's network: its ID once
+// known (a name can be ambiguous while duplicates exist), else its name.
+func (s *Spawner) networkRef() string {
+	s.netMu.Lock()
+	defer s.netMu.Unlock()
+	if s.netID != "" {
+		return s.netID
+	}
+	return s.cfg.Network
 }
 
 // forgetNetwork makes the next ensureNetwork check the engine again.
 func (s *Spawner) forgetNetwork() {
 	s.netMu.Lock()
-	s.netReady = false
+	s.netReady, s.netID = false, ""
 	s.netMu.Unlock()
+}
+
+// networkLockStale is how old a leftover creation lock must be before it is
+// broken (its holder died).
+const networkLockStale = 30 * time.Second
+
+// lockNetwork takes the deployment's network-creation lock: a container
+// (created, never started) whose fixed name only one process can hold. It
+// waits while another process holds it and returns the release func.
+func (s *Spawner) lockNetwork(ctx context.Context, image string) (func(), error) {
+	name := s.cfg.Prefix + "-network-lock"
+	for {
+		cctx, cancel := s.apiCtx(ctx)
+		resp, err := s.cli.ContainerCreate(cctx,
+			&container.Config{Image: image, Labels: map[string]string{LabelDeployment: s.cfg.Prefix}},
+			&container.HostConfig{NetworkMode: "none"}, nil, nil, name)
+		cancel()
+		if err == nil {
+			return func() {
+				rctx, cancel := s.apiCtx(context.WithoutCancel(ctx))
+				defer cancel()
+				_ = s.cli.ContainerRemove(rctx, resp.ID, container.RemoveOptions{Force: true})
+			}, nil
+		}
+		if !cerrdefs.IsConflict(err) {
+			return nil, fmt.Errorf("take the network creation lock: %w", err)
+		}
+		// Someone holds it: wait, breaking it if its holder died.
+		ictx, cancel := s.apiCtx(ctx)
+		c, ierr := s.cli.ContainerInspect(ictx, name)
+		cancel()
+		if ierr == nil {
+			if created, perr := time.Parse(time.RFC3339Nano, c.Created); perr == nil && time.Since(created) > networkLockStale {
+				rctx, cancel := s.apiCtx(ctx)
+				_ = s.cli.ContainerRemove(rctx, c.ID, container.RemoveOptions{Force: true})
+				cancel()
+			}
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
 }
