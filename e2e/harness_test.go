@@ -90,6 +90,7 @@ type gateway struct {
 	logFile   *os.File
 	roots     *x509.CertPool
 	exited    chan struct{} // closed when the running process has exited
+	config    string        // the Caddyfile; default: the repository's
 }
 
 type gwOptions struct {
@@ -147,6 +148,15 @@ func writeAtomic(t testing.TB, path, body string) {
 
 func startGateway(t testing.TB, opts gwOptions) *gateway {
 	t.Helper()
+	g := newGateway(t, opts)
+	g.start()
+	return g
+}
+
+// newGateway prepares a gateway (folders, policy, environment, clean-up)
+// without starting it.
+func newGateway(t testing.TB, opts gwOptions) *gateway {
+	t.Helper()
 	g := &gateway{
 		t:         t,
 		dir:       t.TempDir(),
@@ -179,7 +189,6 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 		t.Cleanup(g.removeContainers)
 	}
 	t.Cleanup(g.stop)
-	g.start()
 	return g
 }
 
@@ -193,7 +202,11 @@ func (g *gateway) start() {
 		g.t.Fatal(err)
 	}
 	g.logFile = f
-	g.cmd = exec.Command(caddyBin, "run", "--config", filepath.Join(repoRoot, "Caddyfile"), "--adapter", "caddyfile")
+	config := g.config
+	if config == "" {
+		config = filepath.Join(repoRoot, "Caddyfile")
+	}
+	g.cmd = exec.Command(caddyBin, "run", "--config", config, "--adapter", "caddyfile")
 	g.cmd.Dir = repoRoot
 	g.cmd.Env = g.env
 	g.cmd.Stdout, g.cmd.Stderr = f, f

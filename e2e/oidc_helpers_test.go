@@ -1,18 +1,15 @@
 package e2e
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,38 +50,7 @@ func authCaddyfile(t testing.TB, dir, block string) string {
 // repository's Caddyfile.
 func startAuthGateway(t testing.TB, opts gwOptions, block string) *gateway {
 	t.Helper()
-	g := &gateway{
-		t:         t,
-		dir:       t.TempDir(),
-		name:      fmt.Sprintf("hgt%d", time.Now().UnixNano()%1_000_000_000),
-		httpsPort: freePort(t),
-		adminAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-	}
-	if opts.policy == "" {
-		opts.policy = basePolicy
-	}
-	g.writePolicy(opts.policy)
-	env := map[string]string{
-		"HUBGATE_HTTPS_PORT": fmt.Sprint(g.httpsPort),
-		"HUBGATE_HTTP_PORT":  fmt.Sprint(freePort(t)),
-		"HUBGATE_ADMIN":      g.adminAddr,
-		"HUBGATE_SITE":       "localhost",
-		"HUBGATE_POLICY":     filepath.Join(g.dir, "policy"),
-		"HUBGATE_NAME":       g.name,
-		"XDG_DATA_HOME":      filepath.Join(g.dir, "data"),
-		"XDG_CONFIG_HOME":    filepath.Join(g.dir, "config"),
-	}
-	for k, v := range opts.env {
-		env[k] = v
-	}
-	g.env = os.Environ()
-	for k, v := range env {
-		g.env = append(g.env, k+"="+v)
-	}
-	if !opts.noCleanup {
-		t.Cleanup(g.removeContainers)
-	}
-	t.Cleanup(g.stop)
+	g := newGateway(t, opts)
 	g.runWith(authCaddyfile(t, g.dir, block))
 	return g
 }
@@ -92,50 +58,8 @@ func startAuthGateway(t testing.TB, opts gwOptions, block string) *gateway {
 // runWith is gateway.start with another config file.
 func (g *gateway) runWith(config string) {
 	g.t.Helper()
-	g.logPath = filepath.Join(g.dir, "caddy.log")
-	f, err := os.OpenFile(g.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	g.logFile = f
-	g.cmd = exec.Command(caddyBin, "run", "--config", config, "--adapter", "caddyfile")
-	g.cmd.Dir = repoRoot
-	g.cmd.Env = g.env
-	g.cmd.Stdout, g.cmd.Stderr = f, f
-	if err := g.cmd.Start(); err != nil {
-		g.t.Fatalf("start caddy: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- g.cmd.Wait() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			g.t.Fatalf("caddy exited during start: %v\n%s", err, g.logs())
-		default:
-		}
-		if g.roots == nil {
-			if pem, err := os.ReadFile(filepath.Join(g.dir, "data", "caddy", "pki", "authorities", "local", "root.crt")); err == nil {
-				pool := x509.NewCertPool()
-				if pool.AppendCertsFromPEM(pem) {
-					g.roots = pool
-				}
-			}
-		}
-		if g.roots != nil {
-			resp, err := g.client().Get(g.url("/hub/health"))
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					_ = g.cmd.Process.Signal(syscall.Signal(0))
-					go func() { <-exited }()
-					return
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	g.t.Fatalf("caddy did not become ready\n%s", g.logs())
+	g.config = config
+	g.start()
 }
 
 // peer starts a second gateway instance with the same name, policy and

@@ -291,6 +291,8 @@ type scaleResult struct {
 	p99s1, p99N []float64
 	// direct1 and directN are the control without a gateway (loadGen).
 	direct1, directN []float64
+	// hubCPU1 and hubCPUN are hubgate's CPU µs per request.
+	hubCPU1, hubCPUN []float64
 	restartAll       time.Duration
 	healthReady      time.Duration
 	restartErrs      int
@@ -369,10 +371,15 @@ func (b *bench) scaleRun(ctx context.Context) error {
 			}
 			*rps = append(*rps, r.RPS)
 			*p99 = append(*p99, r.P99)
+			if file == one {
+				res.hubCPU1 = append(res.hubCPU1, r.perRequest(r.HubCPU))
+			} else {
+				res.hubCPUN = append(res.hubCPUN, r.perRequest(r.HubCPU))
+			}
 			if round == 0 && k == 0 {
 				b.res.commands = append(b.res.commands, "wrk "+shownArgs(args, target{})+"   # file: one 'path<TAB>cookie' line per user")
 			}
-			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms", round+1, file[strings.LastIndex(file, "/")+1:], r.RPS, r.P99/1000)
+			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms, hubgate CPU %.0fµs per request", round+1, file[strings.LastIndex(file, "/")+1:], r.RPS, r.P99/1000, r.perRequest(r.HubCPU))
 		}
 		for k := range 2 {
 			targets, rps := []appContainer{b.app}, &res.direct1

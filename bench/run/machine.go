@@ -73,10 +73,17 @@ func loadAvg() float64 {
 type cpuSnap struct {
 	total, idle, irq uint64
 	procs            uint64
+	// per is each process's ticks, by pid.
+	per map[int]uint64
+}
+
+// procSeconds returns the CPU seconds pid used between a and b.
+func procSeconds(a, b cpuSnap, pid int) float64 {
+	return float64(b.per[pid]-a.per[pid]) / ticksPerSecond
 }
 
 func readCPU(pids []int) cpuSnap {
-	var s cpuSnap
+	s := cpuSnap{per: map[int]uint64{}}
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(b), "\n")
 		f := strings.Fields(line)
@@ -109,6 +116,7 @@ func readCPU(pids []int) cpuSnap {
 			u, _ := strconv.ParseUint(f[11], 10, 64)
 			st, _ := strconv.ParseUint(f[12], 10, 64)
 			s.procs += u + st
+			s.per[pid] = u + st
 		}
 	}
 	return s

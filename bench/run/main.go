@@ -43,6 +43,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -50,6 +51,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -433,6 +435,19 @@ func (b *bench) startPlain(ctx context.Context) error {
 		admin:     env["BENCH_ADMIN"],
 		logPath:   filepath.Join(b.work, "plain.log"),
 	}
+	hubLog, err := adaptedLogging(ctx, b.hub)
+	if err != nil {
+		return err
+	}
+	plainLog, err := adaptedLogging(ctx, b.plain)
+	if err != nil {
+		return err
+	}
+	if hubLog != plainLog {
+		note := "the access log of bench/Caddyfile differs from the repository Caddyfile's, so (b) and (c) do not log alike: make them equal"
+		log.Printf("WARNING: %s\n  hubgate: %s\n  plain:   %s", note, hubLog, plainLog)
+		b.res.notes = append(b.res.notes, note)
+	}
 	b.cl.add("stop plain caddy", func() { b.plain.stop() })
 	if err := b.plain.start(); err != nil {
 		return err
@@ -459,3 +474,35 @@ func appPath(user, rest string) string { return "/user/" + user + "/notebook/" +
 func coldUser(i int) string  { return fmt.Sprintf("cold%02d", i) }
 func crowdUser(i int) string { return fmt.Sprintf("crowd%02d", i+1) }
 func scaleUser(i int) string { return fmt.Sprintf("s%03d", i+1) }
+
+// adaptedLogging returns the logging part of p's config as Caddy adapts
+// it (the "logging" app and the server's "logs"), to check that plain
+// Caddy and hubgate write the same access log.
+func adaptedLogging(ctx context.Context, p *caddyProc) (string, error) {
+	args := append([]string{"adapt"}, p.args[1:]...)
+	cmd := exec.CommandContext(ctx, p.bin, args...)
+	cmd.Dir, cmd.Env = p.dir, p.env
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("caddy adapt for %s: %w", p.label, err)
+	}
+	var cfg struct {
+		Logging json.RawMessage `json:"logging"`
+		Apps    struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Logs json.RawMessage `json:"logs"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		return "", fmt.Errorf("caddy adapt for %s: %w", p.label, err)
+	}
+	var logs []string
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		logs = append(logs, string(srv.Logs))
+	}
+	sort.Strings(logs)
+	return string(cfg.Logging) + " " + strings.Join(logs, " "), nil
+}

@@ -20,6 +20,7 @@ type results struct {
 	commands                  []string
 	bodyBytes                 map[string]int
 	failure                   string
+	notes                     []string
 
 	loadThroughput, loadWS, loadCold, loadCrowd, loadScale float64
 
@@ -103,6 +104,10 @@ func (b *bench) report() string {
 		p("**The run failed:** `%s`. The figures below are what was measured before.", r.failure)
 		p("")
 	}
+	for _, n := range r.notes {
+		p("> **Warning:** %s.", n)
+		p("")
+	}
 	if busy := max(r.busyBefore, r.busyAfter); busy > 10 {
 		p("> **Note:** other processes (other developers' tests) kept %.0f%% of this 2-core machine busy around the run; the ratios, measured in alternating rounds, are more trustworthy than the absolute figures.", busy)
 		p("")
@@ -161,25 +166,36 @@ func (b *bench) reportThroughput(p func(string, ...any)) {
 	p("")
 	p("Same container behind all three; %d alternating rounds (a b c, b c a, c a b, ...) after a %s warm-up of each; medians. Load average at the start: %.2f.", b.cfg.rounds, b.cfg.warmup, r.loadThroughput)
 	p("")
-	p("| target | req/s | p50 | p90 | p99 | errors | req/s per round | others' CPU during runs |")
-	p("|---|---:|---:|---:|---:|---:|---|---:|")
-	type agg struct{ rps, p50, p90, p99, other float64 }
+	p("| target | req/s | p50 | p90 | p99 | errors | req/s per round | proxy CPU per request | app CPU per request | others' CPU during runs |")
+	p("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+	type agg struct{ rps, p50, p90, p99, other, proxyCPU, appCPU float64 }
 	meds := map[string]agg{}
 	for _, t := range []struct{ key, label string }{
 		{"a", "(a) direct, http"}, {"b", "(b) plain Caddy, https"}, {"c", "(c) hubgate, https"},
 	} {
 		runs := r.wrk[t.key]
-		var rps, p50, p90, p99, other []float64
+		var rps, p50, p90, p99, other, proxyCPU, appCPU []float64
 		var errs int64
 		var per []string
 		for _, x := range runs {
 			rps, p50, p90, p99, other = append(rps, x.RPS), append(p50, x.P50), append(p90, x.P90), append(p99, x.P99), append(other, x.Other)
+			switch t.key {
+			case "b":
+				proxyCPU = append(proxyCPU, x.perRequest(x.PlainCPU))
+			case "c":
+				proxyCPU = append(proxyCPU, x.perRequest(x.HubCPU))
+			}
+			appCPU = append(appCPU, x.perRequest(x.AppCPU))
 			errs += x.errors()
 			per = append(per, fmt.Sprintf("%.0f", x.RPS))
 		}
-		m := agg{median(rps), median(p50), median(p90), median(p99), median(other)}
+		m := agg{median(rps), median(p50), median(p90), median(p99), median(other), median(proxyCPU), median(appCPU)}
 		meds[t.key] = m
-		p("| %s | %.0f | %s | %s | %s | %d | %s | %.0f%% |", t.label, m.rps, ms(m.p50), ms(m.p90), ms(m.p99), errs, strings.Join(per, ", "), m.other)
+		proxy := "—"
+		if m.proxyCPU > 0 {
+			proxy = fmt.Sprintf("%.0f µs", m.proxyCPU)
+		}
+		p("| %s | %.0f | %s | %s | %s | %d | %s | %s | %.0f µs | %.0f%% |", t.label, m.rps, ms(m.p50), ms(m.p90), ms(m.p99), errs, strings.Join(per, ", "), proxy, m.appCPU, m.other)
 	}
 	a, bb, c := meds["a"], meds["b"], meds["c"]
 	// Per round, b and c ran back to back: their ratio within a round is
@@ -202,6 +218,8 @@ func (b *bench) reportThroughput(p func(string, ...any)) {
 	p("| c/b, median of the per-round ratios (%s) | %.3f | | %.2f | | %s |", strings.Join(per, ", "), median(rr), median(rp99), verdict(median(rr) >= 0.90 && median(rp99) <= 1.2))
 	p("| c/a (hubgate / direct) | %.3f | %.2f | %.2f | | |", c.rps/a.rps, c.p50/a.p50, c.p99/a.p99)
 	p("| b/a (plain Caddy / direct) | %.3f | %.2f | %.2f | | |", bb.rps/a.rps, bb.p50/a.p50, bb.p99/a.p99)
+	p("")
+	p("CPU per request of the proxy process itself (from /proc, over each whole run; less disturbed by other load than req/s): hubgate %.0f µs, plain Caddy %.0f µs, ratio **%.2f** (+%.0f µs per request).", c.proxyCPU, bb.proxyCPU, c.proxyCPU/bb.proxyCPU, c.proxyCPU-bb.proxyCPU)
 	p("")
 	p("wrk, Caddy, hubgate and the app share the same %s cores, so (a) is the app with a client, not a free upper bound.", r.machine.nproc)
 	if len(r.wrk["c"]) > 0 && r.wrk["c"][0].Profiled {
@@ -324,6 +342,10 @@ func (b *bench) reportScale(p func(string, ...any)) {
 		p("")
 		p("Target: within 10%% of the 1-container figure — %s.", verdict(rn/r1 >= 0.90))
 		p("")
+		if len(s.hubCPU1) > 0 && len(s.hubCPUN) > 0 {
+			p("hubgate's own CPU per request: %.0f µs with 1 server, %.0f µs with %d (ratio %.2f).", median(s.hubCPU1), median(s.hubCPUN), s.n, median(s.hubCPUN)/median(s.hubCPU1))
+			p("")
+		}
 		if len(s.direct1) > 0 && len(s.directN) > 0 {
 			d1, dn := median(s.direct1), median(s.directN)
 			p("Control without any gateway (a Go load generator, %d workers sharing one keep-alive pool, straight to the containers over http): 1 container %.0f req/s, %d containers round robin %.0f req/s, ratio **%.3f**. hubgate's own share of the drop is the ratio of the two ratios: **%.3f**.",

@@ -87,6 +87,17 @@ type wrkRun struct {
 	Other float64 `json:"-"`
 	// Profiled runs had a CPU profile taken (BENCH_PPROF=1).
 	Profiled bool `json:"-"`
+	// HubCPU, PlainCPU and AppCPU are the CPU seconds hubgate, plain
+	// Caddy and the bench user's app container used during the run.
+	HubCPU, PlainCPU, AppCPU float64 `json:"-"`
+}
+
+// perRequest returns CPU seconds spread over the run's requests, in µs.
+func (w wrkRun) perRequest(seconds float64) float64 {
+	if w.Requests == 0 {
+		return 0
+	}
+	return seconds / float64(w.Requests) * 1e6
 }
 
 // profile takes a CPU profile of target key's Caddy process (b: plain,
@@ -167,6 +178,9 @@ func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, d time.Dur
 		wrkCPU = float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
 	}
 	r.Other = otherBusy(before, after, wrkCPU)
+	r.HubCPU = procSeconds(before, after, b.hub.pid())
+	r.PlainCPU = procSeconds(before, after, b.plain.pid())
+	r.AppCPU = procSeconds(before, after, b.app.Pid)
 	return r, args, nil
 }
 
@@ -203,8 +217,8 @@ func (b *bench) throughput(ctx context.Context) error {
 			if round == 0 {
 				b.res.commands = append(b.res.commands, "wrk "+shownArgs(args, t))
 			}
-			log.Printf("round %d %s: %.0f req/s, p50 %.2fms, p99 %.2fms, errors %d, others busy %.0f%%",
-				round+1, t.key, r.RPS, r.P50/1000, r.P99/1000, r.errors(), r.Other)
+			log.Printf("round %d %s: %.0f req/s, p50 %.2fms, p99 %.2fms, errors %d, others busy %.0f%%; CPU per request: hubgate %.0fµs, plain Caddy %.0fµs, app %.0fµs",
+				round+1, t.key, r.RPS, r.P50/1000, r.P99/1000, r.errors(), r.Other, r.perRequest(r.HubCPU), r.perRequest(r.PlainCPU), r.perRequest(r.AppCPU))
 			b.res.wrk[t.key] = append(b.res.wrk[t.key], r)
 		}
 	}
