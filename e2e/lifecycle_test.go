@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,10 +171,12 @@ func TestKilledContainerRespawnedOnNextRequest(t *testing.T) {
 
 // flakyEngine is a Docker socket proxy the test can take down and bring
 // back, standing in for an engine restart without touching the real one.
+// It counts the API calls it passes on.
 type flakyEngine struct {
-	sock string
-	mu   sync.Mutex
-	srv  *http.Server
+	sock  string
+	mu    sync.Mutex
+	srv   *http.Server
+	calls atomic.Int64
 }
 
 func newFlakyEngine(t *testing.T) *flakyEngine {
@@ -196,7 +199,10 @@ func (f *flakyEngine) up(t *testing.T) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", "/var/run/docker.sock")
 	}}
 	rp.FlushInterval = -1
-	f.srv = &http.Server{Handler: rp}
+	f.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.calls.Add(1)
+		rp.ServeHTTP(w, r)
+	})}
 	go f.srv.Serve(l)
 }
 
