@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 
 	"github.com/hubgate/hubgate/caddymodule/session"
@@ -36,6 +37,7 @@ const (
 	defaultLoginWindow         = 15 * time.Minute
 	defaultMaxConcurrentStarts = 10
 	defaultCullInterval        = time.Minute
+	sessionCacheSize           = 10000
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
@@ -127,7 +129,9 @@ type Handler struct {
 	hubKey  string
 	proxy   *reverseproxy.Handler
 	pages   *pages
-	auth    *authRuntime
+	// sessions caches opened session cookies by their sealed value.
+	sessions *lru.Cache[string, session.Session]
+	auth     *authRuntime
 }
 
 // DockerConfig configures the Docker spawner.
@@ -228,6 +232,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("load session key: %w", err)
 	}
 	if h.codec, err = session.NewCodec(key); err != nil {
+		return err
+	}
+	if h.sessions, err = lru.New[string, session.Session](sessionCacheSize); err != nil {
 		return err
 	}
 

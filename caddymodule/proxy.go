@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -408,17 +409,40 @@ func shortID(id string) string {
 
 // identityHeader reports request headers that claim an identity; only the
 // gateway may set those. The name is compared case-insensitively and with
-// underscores read as dashes, since some servers treat them alike.
+// underscores read as dashes, since some servers treat them alike. It
+// allocates nothing: it runs for every header of every proxied request.
 func identityHeader(name string) bool {
-	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-	switch n {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return identityHeaderSlow(name)
+	}
+	n := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		n[i] = c
+	}
+	return isIdentityName(n)
+}
+
+func identityHeaderSlow(name string) bool {
+	return isIdentityName([]byte(strings.ToLower(strings.ReplaceAll(name, "_", "-"))))
+}
+
+func isIdentityName(n []byte) bool {
+	switch string(n) { // no allocation: the compiler compares in place
 	case "authorization", "proxy-authorization", "x-forwarded-user", "x-forwarded-email",
 		"x-forwarded-groups", "x-forwarded-preferred-username", "x-forwarded-access-token",
 		"x-user", "x-email", "x-webauth-user", "x-remote-user", "x-remote-group", "x-remote-groups":
 		return true
 	}
-	return strings.HasPrefix(n, "x-hubgate-") || strings.HasPrefix(n, "remote-") ||
-		strings.HasPrefix(n, "x-auth-request-") || strings.HasPrefix(n, "x-jupyterhub-")
+	return bytes.HasPrefix(n, []byte("x-hubgate-")) || bytes.HasPrefix(n, []byte("remote-")) ||
+		bytes.HasPrefix(n, []byte("x-auth-request-")) || bytes.HasPrefix(n, []byte("x-jupyterhub-"))
 }
 
 func stripIdentityHeaders(hdr http.Header) {
@@ -432,9 +456,12 @@ func stripIdentityHeaders(hdr http.Header) {
 // stripOurCookies removes hubgate's cookies from the Cookie header, keeping
 // the app's own cookies (Jupyter's _xsrf, RStudio's) untouched.
 func stripOurCookies(hdr http.Header) {
-	lines := hdr.Values("Cookie")
+	lines := hdr["Cookie"]
 	if len(lines) == 0 {
 		return
+	}
+	if len(lines) == 1 && !strings.Contains(lines[0], cookiePrefix) {
+		return // nothing of ours: keep the header as it is
 	}
 	var kept []string
 	changed := false

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -169,5 +168,5 @@ type serverView struct {
 
 // userPrefix is the URL prefix of a user's server, with a trailing slash.
 func userPrefix(user, server string) string {
-	return fmt.Sprintf("/user/%s/%s/", url.PathEscape(user), url.PathEscape(server))
+	return "/user/" + url.PathEscape(user) + "/" + url.PathEscape(server) + "/"
 }
