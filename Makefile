@@ -10,7 +10,9 @@ CADDY := $(CURDIR)/bin/caddy
 # xcaddy.json pins the Caddy version, the plugins and the replacements; it
 # has the shape of xcaddy's own Builder.
 XCADDY_ARGS := $(shell python3 -c 'import json;c=json.load(open("xcaddy.json"));print(c["caddy_version"],*["--with "+p["module_path"]+("@"+p["version"] if p.get("version") else "") for p in c["plugins"]],*["--replace "+r["old"]+"="+r["new"] for r in c["replacements"]])')
-GO_SOURCES := $(shell find . -name '*.go' -not -path './.tools/*' -not -path './.run/*') $(wildcard caddymodule/templates/*.html) go.mod go.sum xcaddy.json
+# What bin/caddy is built from: the plugin's non-test Go files (not the
+# tests, the benchmark driver or the images' own programs).
+GO_SOURCES := $(shell find caddymodule policies spawner -name '*.go' -not -name '*_test.go') $(wildcard caddymodule/templates/*.html) go.mod go.sum xcaddy.json
 TEST_TIMEOUT ?= 30m
 # xcaddy resolves the plugin's packages through the module proxy before it
 # uses the local replacement; a proxy that answers 403 (not 404) for an
@@ -42,10 +44,14 @@ check-versions:
 ## images: the test images the default policy and the tests use; each is
 ## rebuilt only when its inputs change (hubgate/jupyter-debian: debootstrap,
 ## 1-3 min and ~420 MB the first time, needs root)
-images:
-	images/testapp/build.sh hubgate/testapp:latest
+images: image-testapp
 	images/jupyter-debian/build.sh hubgate/jupyter-debian:latest
 	images/rsession-standin/build.sh hubgate/rsession-standin:latest
+
+## image-testapp: the one image the example policy (and make run) uses
+.PHONY: image-testapp
+image-testapp:
+	images/testapp/build.sh hubgate/testapp:latest
 
 ## images-prod: the production images hubgate/jupyterlab and hubgate/rstudio
 ## (docker-stacks bases: needs a registry; see images/README.md)
@@ -53,8 +59,9 @@ images:
 images-prod:
 	images/build-prod.sh
 
-## run: build, build images, serve https://localhost:8443 with a local account
-run: build images
+## run: build, build the image the example policy uses, serve
+## https://localhost:8443 with a local account
+run: build image-testapp
 	@mkdir -p .run/policy
 	@if [ ! -s .run/password ]; then head -c 18 /dev/urandom | base64 | tr -d '+/=' > .run/password; fi
 	@if [ ! -s .run/policy/accounts.yaml ]; then \
@@ -98,7 +105,7 @@ unit:
 ## bench: hubgate vs plain Caddy vs direct on loopback (wrk, websockets, cold
 ## start, 50 users at once); writes bench/results.md. BENCH_SCALE=1 adds the
 ## 200-container figures; see bench/run/main.go for the other BENCH_* knobs.
-bench: build images
+bench: build image-testapp
 	@command -v wrk >/dev/null || { \
 		if [ "$$(id -u)" != 0 ]; then echo "wrk is missing; run as root or install Debian's wrk" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }

@@ -377,3 +377,22 @@ func (hb *hub) reconcile() {
 func (hb *hub) markSeen(user string) {
 	hb.seen.Add(user, time.Now().UTC())
 }
+
+// awaitWarm waits (at most limit) for the first listing of running servers
+// after a gateway start. It reports whether it had to wait, that is
+// whether a cache miss may have been that listing's lateness.
+func (hb *hub) awaitWarm(ctx context.Context, limit time.Duration) bool {
+	select {
+	case <-hb.warmed:
+		return false
+	default:
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-hb.warmed:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return true
+}

@@ -155,6 +155,12 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request) error {
 
 	key := routeKey(s.User, up.server)
 	rt, ok := h.hub.lookup(key)
+	if !ok && h.hub.awaitWarm(r.Context(), 2*time.Second) {
+		// Just after a gateway start the listing of running servers may
+		// still be on its way; it is cheaper to wait for it than to go
+		// down the start path for a server that is running.
+		rt, ok = h.hub.lookup(key)
+	}
 	if !ok {
 		started, responded, err := h.awaitStart(w, r, s, key, up.server, img, pol.Grant(s.User, s.Groups))
 		if responded || err != nil {

@@ -104,8 +104,9 @@ func removeContainers(ctx context.Context, dk *client.Client, label string) int 
 
 // sweep removes everything of deployment name: hubgate's containers,
 // volumes and network, and the benchmark's own bare containers and
-// volumes. It is the trap of `make bench`.
-func sweep(dk *client.Client, name string) {
+// volumes. It is the trap of `make bench`. It reports whether all went;
+// patient waits for the engine to release the network's endpoints.
+func sweep(dk *client.Client, name string, patient bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	n := removeContainers(ctx, dk, labelDeployment+"="+name)
@@ -125,11 +126,27 @@ func sweep(dk *client.Client, name string) {
 			}
 		}
 	}
-	nets := 0
-	if err := dk.NetworkRemove(ctx, name); err == nil {
-		nets++
-	} else if !strings.Contains(strings.ToLower(err.Error()), "not found") {
+	// The engine releases a removed container's endpoint a little later:
+	// "has active endpoints" right after removing many containers.
+	nets, ok := 0, true
+	for try := 0; ; try++ {
+		err := dk.NetworkRemove(ctx, name)
+		if err == nil {
+			nets++
+			break
+		}
+		msg := strings.ToLower(err.Error())
+		if strings.Contains(msg, "not found") {
+			break
+		}
+		if strings.Contains(msg, "active endpoints") && patient && try < 20 {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
 		log.Printf("remove network %s: %v", name, err)
+		ok = false
+		break
 	}
 	log.Printf("removed %d containers, %d volumes, %d networks of %s", n, v, nets, name)
+	return ok
 }

@@ -29,7 +29,7 @@
 // what a killed run left behind. Settings (environment):
 //
 //	BENCH_DURATION=6s BENCH_WARMUP=3s BENCH_ROUNDS=6 BENCH_THREADS=2
-//	BENCH_CONNS=64 BENCH_WS_MSGS=3000 BENCH_WS_CONNS=16 BENCH_WS_ROUNDS=5
+//	BENCH_CONNS=64 BENCH_WS_MSGS=3000 BENCH_WS_CONNS=16 BENCH_WS_ROUNDS=9
 //	BENCH_COLD=10 BENCH_CROWD=50 BENCH_SCALE=0 BENCH_SCALE_N=200 BENCH_GO=1
 //	BENCH_RESULTS=bench/results.md
 //
@@ -84,7 +84,7 @@ func loadConfig() config {
 		conns:    envInt("BENCH_CONNS", 64),
 		wsMsgs:   envInt("BENCH_WS_MSGS", 3000),
 		wsConns:  envInt("BENCH_WS_CONNS", 16),
-		wsRounds: envInt("BENCH_WS_ROUNDS", 5),
+		wsRounds: envInt("BENCH_WS_ROUNDS", 9),
 		cold:     envInt("BENCH_COLD", 10),
 		crowd:    envInt("BENCH_CROWD", 50),
 		scale:    envInt("BENCH_SCALE", 0) != 0,
@@ -136,11 +136,12 @@ type bench struct {
 	name     string // hubgate deployment name (also its network)
 	password string // every bench account's password
 
-	dk    *client.Client
-	cl    cleaner
-	hub   *caddyProc
-	plain *caddyProc
-	hubN  int // hubgate process generation, for log names
+	dk     *client.Client
+	cl     cleaner
+	goTest string // caddymodule's test binary, built at the start
+	hub    *caddyProc
+	plain  *caddyProc
+	hubN   int // hubgate process generation, for log names
 
 	main *userSession // the "bench" user, whose container a, b, c share
 	app  appContainer
@@ -218,12 +219,17 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	for _, stale := range staleOwners(b.out) {
 		log.Printf("sweeping what an interrupted run (%s) left behind", stale)
-		sweep(b.dk, stale)
+		if !sweep(b.dk, stale, false) {
+			log.Printf("could not remove all of %s (see above); giving up on it", stale)
+		}
 		releaseOwner(b.out, stale)
 	}
 
 	b.res.started = time.Now()
 	b.res.machine = machineInfo(ctx, b.root, b.caddyBin)
+	if b.cfg.goBench {
+		b.compileGoBenchmarks(ctx)
+	}
 	b.res.uptimeBefore = uptime()
 	b.res.busyBefore = sampleBusy(2 * time.Second)
 	log.Printf("machine: %s, %s cores; %s; others busy %.0f%% of the machine", b.res.machine.cpu, b.res.machine.nproc, b.res.uptimeBefore, b.res.busyBefore)
@@ -232,8 +238,15 @@ func (b *bench) run(ctx context.Context) error {
 	if err := claimOwner(b.out, b.name); err != nil {
 		return err
 	}
-	b.cl.add("release the run's claim", func() { releaseOwner(b.out, b.name) })
-	b.cl.add("remove the containers, volumes and network of "+b.name, func() { sweep(b.dk, b.name) })
+	swept := false
+	b.cl.add("release the run's claim", func() {
+		if swept {
+			releaseOwner(b.out, b.name)
+		} else {
+			log.Printf("keeping bench/out/owners/%s: the next run sweeps what is left", b.name)
+		}
+	})
+	b.cl.add("remove the containers, volumes and network of "+b.name, func() { swept = sweep(b.dk, b.name, true) })
 
 	if err := b.startHubgate(ctx); err != nil {
 		return err
