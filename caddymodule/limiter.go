@@ -33,6 +33,13 @@ func newLimiter(perUser, perIP int, win time.Duration) *limiter {
 	}
 }
 
+// configure applies new limits (after a config reload); counts so far stay.
+func (l *limiter) configure(perUser, perIP int, win time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.perUser, l.perIP, l.window = perUser, perIP, win
+}
+
 // blocked reports whether a login for user from ip must be refused now,
 // and for how long the refusal lasts.
 func (l *limiter) blocked(user, ip string, now time.Time) (bool, time.Duration) {

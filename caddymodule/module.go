@@ -250,6 +250,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	h.hub.queue.setLimit(*h.MaxConcurrentStarts)
+	h.hub.limiter.configure(h.LoginFailuresPerUser, h.LoginFailuresPerIP, time.Duration(h.LoginWindow))
 	h.hub.cullEvery.Store(int64(h.CullInterval))
 
 	if err := h.provisionProxy(ctx); err != nil {
