@@ -12,15 +12,20 @@ import (
 )
 
 // newBrowser starts headless Chromium (Debian's package) with the flags
-// this closed network needs and a fresh profile. It fails, never skips,
-// when Chromium is missing.
+// this closed network needs and a fresh profile, for at most 90 seconds of
+// test. It fails, never skips, when Chromium is missing.
 func newBrowser(t *testing.T) context.Context {
+	return startBrowser(t, 90*time.Second)
+}
+
+// startBrowser is newBrowser with another deadline and extra flags.
+func startBrowser(t *testing.T, deadline time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("chromium is not installed (make test-deps installs Debian's chromium): %v", err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
 		chromedp.NoSandbox,
@@ -35,19 +40,19 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		// The gateway's certificate comes from a CA made for this test.
 		chromedp.Flag("ignore-certificate-errors", true),
-	}
+	}, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	t.Cleanup(func() {
-		cancelTimeout()
 		cancelCtx()
 		cancelAlloc()
 	})
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	return ctx
+	tctx, cancel := context.WithTimeout(ctx, deadline)
+	t.Cleanup(cancel)
+	return tctx
 }
 
 func TestBrowserLogsInAndReachesApp(t *testing.T) {

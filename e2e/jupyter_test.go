@@ -94,42 +94,12 @@ func nbJoined(v any) string {
 // bounds the whole test to 5 minutes (actions also get their own timeouts).
 func newJupyterBrowser(t *testing.T) context.Context {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is not installed (make test-deps installs Debian's chromium): %v", err)
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("ignore-certificate-errors", true),
-		// Each network Docker adds on the host (the gateway's own, other
-		// tests') is an IP address change to Chromium, which then closes
-		// its HTTP/2 sessions and fails every request on them with
-		// ERR_NETWORK_CHANGED. Over HTTP/1.1 only requests still
-		// connecting fail, and visit and retry cover those.
-		chromedp.Flag("disable-http2", true),
-	)
-	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(func(string, ...any) {}))
-	t.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	tctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	t.Cleanup(cancel)
-	return tctx
+	// Each network Docker adds on the host (the gateway's own, other
+	// tests') is an IP address change to Chromium, which then closes its
+	// HTTP/2 sessions and fails every request on them with
+	// ERR_NETWORK_CHANGED. Over HTTP/1.1 only requests still connecting
+	// fail, and visit and retry cover those.
+	return startBrowser(t, 5*time.Minute, chromedp.Flag("disable-http2", true))
 }
 
 // nbWithin runs actions with a timeout of their own.

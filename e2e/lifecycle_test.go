@@ -252,13 +252,7 @@ func TestWebsocketSurvivesPolicyReload(t *testing.T) {
 	g := startGateway(t, gwOptions{})
 	alice := g.login("alice")
 	g.whoami(alice, "alice")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, g.wsURL("/user/alice/notebook/ws"), &websocket.DialOptions{HTTPClient: alice})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ctx, ws := g.dialEcho(alice, "alice")
 	echo := func(msg string) {
 		t.Helper()
 		if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
@@ -280,13 +274,7 @@ func TestRemovedUsersWebsocketClosedOnReload(t *testing.T) {
 	g := startGateway(t, gwOptions{})
 	alice := g.login("alice")
 	g.whoami(alice, "alice")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, g.wsURL("/user/alice/notebook/ws"), &websocket.DialOptions{HTTPClient: alice})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
+	ctx, ws := g.dialEcho(alice, "alice")
 	if err := ws.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
 		t.Fatal(err)
 	}
@@ -311,4 +299,18 @@ func TestRemovedUsersWebsocketClosedOnReload(t *testing.T) {
 	if !g.waitLog(`"streams_closed":1`, 2*time.Second) {
 		t.Errorf("closing the stream not logged")
 	}
+}
+
+// dialEcho opens a websocket to the user's test app echo endpoint through
+// the gateway; it is closed when the test ends.
+func (g *gateway) dialEcho(c *http.Client, user string) (context.Context, *websocket.Conn) {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	g.t.Cleanup(cancel)
+	ws, _, err := websocket.Dial(ctx, g.wsURL("/user/"+user+"/notebook/ws"), &websocket.DialOptions{HTTPClient: c})
+	if err != nil {
+		g.t.Fatalf("websocket through the gateway: %v", err)
+	}
+	g.t.Cleanup(func() { ws.CloseNow() })
+	return ctx, ws
 }
