@@ -52,8 +52,7 @@ func (h *Handler) apiCaller(w http.ResponseWriter, r *http.Request, pol *policie
 }
 
 func (h *Handler) apiRefuse(w http.ResponseWriter, r *http.Request, status int, msg, reason string, fields ...zap.Field) error {
-	h.audit.Warn("denied", append(fields, zap.String("reason", reason), zap.String("path", r.URL.Path), zap.Int("status", status))...)
-	metrics.denials.WithLabelValues(reason).Inc()
+	h.denied(r, status, reason, fields...)
 	return writeJSON(w, status, map[string]any{"error": msg})
 }
 

@@ -1,14 +1,12 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -191,34 +189,7 @@ func (h *Handler) showLogin(w http.ResponseWriter, r *http.Request, next, proble
 		h.setCookie(w, loginCookie, sealed, loginStateTTL, http.SameSiteStrictMode)
 		page.CSRF = st.CSRF
 	}
-	return h.renderPage(w, status, "login", page)
-}
-
-// renderPage renders a template like pages.render does, for pages whose
-// data is more than pageData; formTargets are extra origins the page's
-// forms may submit to (the Content-Security-Policy's form-action, which
-// browsers also apply to the redirects that follow a submission).
-func (h *Handler) renderPage(w http.ResponseWriter, status int, name string, data any, formTargets ...string) error {
-	var buf bytes.Buffer
-	if err := h.pages.t.ExecuteTemplate(&buf, name, data); err != nil {
-		return fmt.Errorf("render %s page: %w", name, err)
-	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
-	if hdr.Get("Cache-Control") == "" {
-		hdr.Set("Cache-Control", "no-store")
-	}
-	formAction := "'self'"
-	for _, t := range formTargets {
-		formAction += " " + t
-	}
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
-	hdr.Set("Referrer-Policy", "same-origin")
-	w.WriteHeader(status)
-	_, err := w.Write(buf.Bytes())
-	return err
+	return h.pages.render(w, status, "login", page)
 }
 
 func (h *Handler) postLogin(w http.ResponseWriter, r *http.Request, next string) error {
@@ -302,7 +273,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 			}
 			cancel()
 		}
-		return h.renderPage(w, http.StatusOK, "logout", pageData{Title: "Log out", User: s.User, CSRF: h.csrfToken(s)}, targets...)
+		return h.pages.render(w, http.StatusOK, "logout", pageData{Title: "Log out", User: s.User, CSRF: h.csrfToken(s)}, targets...)
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 		if crossSite(r) || !h.checkCSRF(r, h.csrfToken(s)) {

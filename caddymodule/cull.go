@@ -47,6 +47,9 @@ func (hb *hub) cullOnce(now time.Time) {
 		hb.logger.Warn("culler could not list servers", zap.Error(err))
 		return
 	}
+	// The listing also repairs the route cache, should an exit event
+	// have been missed.
+	hb.syncRoutes(insts)
 	users := make(map[string]struct{})
 	running := 0
 	for _, inst := range insts {

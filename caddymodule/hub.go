@@ -37,6 +37,8 @@ type hub struct {
 	routes  *lru.Cache[string, *route]
 	limiter *limiter
 	streams *streams
+	// tokens derives the container secrets (the handler's session codec).
+	tokens tokenDeriver
 	// auth holds session revocations, used OAuth states and the GitHub
 	// membership re-check state (see revoke.go, oauth.go).
 	auth *authState
@@ -114,6 +116,7 @@ func newHub(h *Handler) (*hub, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	hb := &hub{
 		seen:    seen,
+		tokens:  h.codec,
 		logger:  h.logger,
 		spawner: sp,
 		routes:  routes,
@@ -135,8 +138,7 @@ func newHub(h *Handler) (*hub, error) {
 		started: time.Now(),
 	}
 	hb.cullEvery.Store(int64(h.CullInterval))
-	initMetrics()
-	go hb.warm(h.codec)
+	go hb.warm()
 	go hb.cullLoop()
 	go hb.watchExits()
 	return hb, nil
@@ -144,7 +146,7 @@ func newHub(h *Handler) (*hub, error) {
 
 // warm lists the deployment's running containers once, so a restarted
 // gateway routes to every server that survived it without a start.
-func (hb *hub) warm(codec tokenDeriver) {
+func (hb *hub) warm() {
 	defer close(hb.warmed)
 	ctx, cancel := context.WithTimeout(hb.ctx, 30*time.Second)
 	defer cancel()
@@ -153,16 +155,34 @@ func (hb *hub) warm(codec tokenDeriver) {
 		hb.logger.Warn("listing running servers failed; they will be found on first request", zap.Error(err))
 		return
 	}
-	n := 0
+	hb.logger.Info("reattached to running servers", zap.Int("servers", hb.syncRoutes(insts)))
+}
+
+// syncRoutes makes the route cache agree with a listing of the engine:
+// running servers it lacks are added, cached routes whose container is no
+// longer the running one are dropped. It reports the running servers.
+func (hb *hub) syncRoutes(insts []spawner.Instance) int {
+	running := make(map[string]spawner.Instance, len(insts))
 	for _, inst := range insts {
-		if !inst.Running || inst.Addr == "" {
-			continue
+		if inst.Running && inst.Addr != "" {
+			running[routeKey(inst.User, inst.Server)] = inst
 		}
-		rt := newRoute(inst, codec)
-		hb.routes.ContainsOrAdd(rt.key, rt)
-		n++
 	}
-	hb.logger.Info("reattached to running servers", zap.Int("servers", n))
+	for _, key := range hb.routes.Keys() {
+		if rt, ok := hb.routes.Peek(key); ok && running[key].ID != rt.inst.ID {
+			hb.forget(rt)
+		}
+	}
+	for key, inst := range running {
+		if _, ok := hb.routes.Peek(key); !ok {
+			rt := newRoute(inst, hb.tokens)
+			// No activity seen here yet: the culler counts from the later
+			// of this gateway's start and the container's creation.
+			rt.lastActivity.Store(inst.Created.UnixNano())
+			hb.routes.ContainsOrAdd(key, rt)
+		}
+	}
+	return len(running)
 }
 
 // tokenDeriver derives container secrets; *session.Codec is one.
@@ -320,7 +340,7 @@ func (hb *hub) inFlight() int {
 // watchExits drops the route of every server whose container stops, as the
 // engine reports it. When the event stream breaks (say, the engine
 // restarts) it reconnects with backoff and then reconciles the cache with
-// a listing, since exits may have been missed meanwhile.
+// a listing.
 func (hb *hub) watchExits() {
 	w, ok := hb.spawner.(spawner.ExitWatcher)
 	if !ok {
@@ -348,28 +368,12 @@ func (hb *hub) watchExits() {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 30*time.Second)
-		hb.reconcile()
-	}
-}
-
-// reconcile drops cached routes whose containers no longer run.
-func (hb *hub) reconcile() {
-	ctx, cancel := context.WithTimeout(hb.ctx, 30*time.Second)
-	defer cancel()
-	insts, err := hb.spawner.List(ctx)
-	if err != nil {
-		return
-	}
-	alive := make(map[string]string, len(insts))
-	for _, inst := range insts {
-		if inst.Running {
-			alive[routeKey(inst.User, inst.Server)] = inst.ID
+		// Exits may have been missed meanwhile.
+		ctx, cancel := context.WithTimeout(hb.ctx, 30*time.Second)
+		if insts, err := hb.spawner.List(ctx); err == nil {
+			hb.syncRoutes(insts)
 		}
-	}
-	for _, key := range hb.routes.Keys() {
-		if rt, ok := hb.routes.Peek(key); ok && alive[key] != rt.inst.ID {
-			hb.forget(rt)
-		}
+		cancel()
 	}
 }
 

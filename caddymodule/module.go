@@ -284,7 +284,6 @@ func (h *Handler) onPolicyReload(res policies.ReloadResult) {
 	if !res.OK {
 		result = "error"
 	}
-	initMetrics()
 	metrics.reloads.WithLabelValues(result).Inc()
 	if res.OK && h.hub != nil {
 		// Zero trust holds for open websockets too: those of users the new

@@ -46,11 +46,18 @@ func loadPages() (*pages, error) {
 }
 
 // render executes the named page into a buffer first, so a template error
-// never leaves a half-written response.
-func (p *pages) render(w http.ResponseWriter, status int, name string, data pageData) error {
+// never leaves a half-written response. data is a pageData or a struct
+// embedding one. formTargets are extra origins the page's forms may submit
+// to (the Content-Security-Policy's form-action, which browsers also apply
+// to the redirects that follow a submission).
+func (p *pages) render(w http.ResponseWriter, status int, name string, data any, formTargets ...string) error {
 	var buf bytes.Buffer
 	if err := p.t.ExecuteTemplate(&buf, name, data); err != nil {
 		return fmt.Errorf("render %s page: %w", name, err)
+	}
+	formAction := "'self'"
+	for _, t := range formTargets {
+		formAction += " " + t
 	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
@@ -59,7 +66,7 @@ func (p *pages) render(w http.ResponseWriter, status int, name string, data page
 		hdr.Set("Cache-Control", "no-store")
 	}
 	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
 	hdr.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
 	_, err := w.Write(buf.Bytes())

@@ -237,7 +237,7 @@ func (h *Handler) proxyTo(w http.ResponseWriter, r *http.Request, s *session.Ses
 		// its traffic as activity.
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
-		defer h.hub.streams.open(s.ID, s.User, s.Groups, rt.server, cancel)()
+		defer h.hub.streams.add(s.ID, s.User, s.Groups, rt.server, cancel)()
 		r = r.WithContext(ctx)
 		w = &activityWriter{ResponseWriter: w, rt: rt}
 	}
@@ -329,8 +329,15 @@ func isEngineDown(err error) bool {
 }
 
 // spawn starts the user's server and waits until the app answers.
-func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, img *policies.Image, grant policies.Grant) (*route, error) {
+func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, img *policies.Image, grant policies.Grant) (_ *route, err error) {
 	began := time.Now()
+	defer func() {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		metrics.spawnDuration.WithLabelValues(result).Observe(time.Since(began).Seconds())
+	}()
 	nonce := randomHex(16)
 	prefix := userPrefix(s.User, server)
 	env := make(map[string]string, len(img.Env)+8)
@@ -373,7 +380,6 @@ func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, 
 	fields := []zap.Field{zap.String("user", s.User), zap.String("server", server), zap.String("image", img.Image)}
 	inst, err := h.hub.spawner.Ensure(ctx, spec)
 	if err != nil {
-		metrics.spawnDuration.WithLabelValues("error").Observe(time.Since(began).Seconds())
 		h.audit.Error("spawn failed", append(fields, zap.String("reason", "create"), zap.Error(err))...)
 		return nil, fmt.Errorf("start container for %s/%s: %w", s.User, server, err)
 	}
@@ -392,10 +398,8 @@ func (h *Handler) spawn(ctx context.Context, s *session.Session, server string, 
 				h.logger.Error("stopping a server that did not start failed", append(fields, zap.Error(serr))...)
 			}
 		}
-		metrics.spawnDuration.WithLabelValues("error").Observe(time.Since(began).Seconds())
 		return nil, fmt.Errorf("wait for %s/%s: %w", s.User, server, err)
 	}
-	metrics.spawnDuration.WithLabelValues("ok").Observe(time.Since(began).Seconds())
 	h.audit.Info("spawn", append(fields, zap.String("container_id", shortID(inst.ID)), zap.Duration("duration", time.Since(began)))...)
 	return rt, nil
 }

@@ -94,12 +94,17 @@ func (h *Handler) needLogin(w http.ResponseWriter, r *http.Request) error {
 
 // refuse answers a denied request with a page or JSON and audits it.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, msg, reason string, fields ...zap.Field) error {
-	h.audit.Warn("denied", append(fields, zap.String("reason", reason), zap.String("path", r.URL.Path), zap.Int("status", status))...)
-	metrics.denials.WithLabelValues(reason).Inc()
+	h.denied(r, status, reason, fields...)
 	if wantsHTML(r) || r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		return h.pages.render(w, status, "error", pageData{Title: http.StatusText(status), Message: msg})
 	}
 	return writeJSON(w, status, map[string]any{"error": msg})
+}
+
+// denied audits and counts a refused request.
+func (h *Handler) denied(r *http.Request, status int, reason string, fields ...zap.Field) {
+	h.audit.Warn("denied", append(fields, zap.String("reason", reason), zap.String("path", r.URL.Path), zap.Int("status", status))...)
+	metrics.denials.WithLabelValues(reason).Inc()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

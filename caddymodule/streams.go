@@ -9,12 +9,12 @@ import (
 	"time"
 )
 
-// streams tracks the upgraded (websocket) connections proxied for each
-// session, so that a logout or a revoked session can end them at once.
+// streams tracks the upgraded (websocket) connections proxied, so that a
+// logout, a revoked session or a policy change can end them at once. They
+// are few (one per open notebook tab), so closing scans them all.
 type streams struct {
-	mu     sync.Mutex
-	bySID  map[string]map[*stream]struct{}
-	byUser map[string]map[*stream]struct{}
+	mu   sync.Mutex
+	open map[*stream]struct{}
 }
 
 type stream struct {
@@ -24,94 +24,53 @@ type stream struct {
 }
 
 func newStreams() *streams {
-	return &streams{bySID: make(map[string]map[*stream]struct{}), byUser: make(map[string]map[*stream]struct{})}
+	return &streams{open: make(map[*stream]struct{})}
 }
 
-// open registers a stream of a session to one of its user's servers; the
+// add registers a stream of a session to one of its user's servers; the
 // returned func unregisters it.
-func (s *streams) open(sid, user string, groups []string, server string, cancel context.CancelFunc) func() {
+func (s *streams) add(sid, user string, groups []string, server string, cancel context.CancelFunc) func() {
 	st := &stream{sid: sid, user: user, server: server, groups: groups, cancel: cancel}
 	s.mu.Lock()
-	add(s.bySID, sid, st)
-	add(s.byUser, user, st)
+	s.open[st] = struct{}{}
 	s.mu.Unlock()
 	return func() {
 		s.mu.Lock()
-		del(s.bySID, sid, st)
-		del(s.byUser, user, st)
+		delete(s.open, st)
 		s.mu.Unlock()
 	}
 }
 
-func add(m map[string]map[*stream]struct{}, k string, st *stream) {
-	set := m[k]
-	if set == nil {
-		set = make(map[*stream]struct{})
-		m[k] = set
-	}
-	set[st] = struct{}{}
-}
-
-func del(m map[string]map[*stream]struct{}, k string, st *stream) {
-	if set := m[k]; set != nil {
-		delete(set, st)
-		if len(set) == 0 {
-			delete(m, k)
-		}
-	}
-}
-
-// closeSession ends every stream of one session and reports how many.
-func (s *streams) closeSession(sid string) int {
-	return s.closeWhere(s.bySID, sid)
-}
-
-// closeUser ends every stream of one user and reports how many.
-func (s *streams) closeUser(user string) int {
-	return s.closeWhere(s.byUser, user)
-}
-
-func (s *streams) closeWhere(m map[string]map[*stream]struct{}, k string) int {
+// closeIf ends every stream for which match holds and reports how many.
+func (s *streams) closeIf(match func(*stream) bool) int {
 	s.mu.Lock()
 	var cancels []context.CancelFunc
-	for st := range m[k] {
-		cancels = append(cancels, st.cancel)
+	for st := range s.open {
+		if match(st) {
+			cancels = append(cancels, st.cancel)
+		}
 	}
 	s.mu.Unlock()
 	for _, c := range cancels {
 		c()
 	}
 	return len(cancels)
+}
+
+// closeSession ends every stream of one session.
+func (s *streams) closeSession(sid string) int {
+	return s.closeIf(func(st *stream) bool { return st.sid == sid })
+}
+
+// closeUser ends every stream of one user.
+func (s *streams) closeUser(user string) int {
+	return s.closeIf(func(st *stream) bool { return st.user == user })
 }
 
 // closeDenied ends every stream that allowed(user, groups, server) no
-// longer permits, after a policy change, and reports how many.
+// longer permits, after a policy change.
 func (s *streams) closeDenied(allowed func(user string, groups []string, server string) bool) int {
-	s.mu.Lock()
-	var cancels []context.CancelFunc
-	for _, set := range s.bySID {
-		for st := range set {
-			if !allowed(st.user, st.groups, st.server) {
-				cancels = append(cancels, st.cancel)
-			}
-		}
-	}
-	s.mu.Unlock()
-	for _, c := range cancels {
-		c()
-	}
-	return len(cancels)
-}
-
-// count reports the open streams.
-func (s *streams) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, set := range s.bySID {
-		n += len(set)
-	}
-	return n
+	return s.closeIf(func(st *stream) bool { return !allowed(st.user, st.groups, st.server) })
 }
 
 // activityWriter is the ResponseWriter given to the reverse proxy for an
@@ -142,32 +101,20 @@ type activityConn struct {
 	net.Conn
 	rt      *route
 	in, out frameScanner
-	readMu  sync.Mutex
-	writeMu sync.Mutex
 }
 
 func (c *activityConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.readMu.Lock()
-		data := c.in.scan(p[:n])
-		c.readMu.Unlock()
-		if data {
-			c.rt.touch()
-		}
+	if c.in.sawData(p[:n]) {
+		c.rt.touch()
 	}
 	return n, err
 }
 
 func (c *activityConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	if n > 0 {
-		c.writeMu.Lock()
-		data := c.out.scan(p[:n])
-		c.writeMu.Unlock()
-		if data {
-			c.rt.touch()
-		}
+	if c.out.sawData(p[:n]) {
+		c.rt.touch()
 	}
 	return n, err
 }
@@ -181,11 +128,24 @@ func (rt *route) touch() {
 // websocket (RFC 6455 section 5.2) without copying payloads: it reads each
 // header, then skips the payload length it announced.
 type frameScanner struct {
+	// mu serialises scans: a direction is copied by one goroutine, but
+	// a graceful close may write a close frame from another.
+	mu        sync.Mutex
 	hdr       [14]byte
 	hn        int    // header bytes collected
 	need      int    // header length, known after two bytes
 	remaining uint64 // payload bytes still to skip
 	data      bool   // the current frame is a data frame
+}
+
+// sawData is scan under the scanner's lock.
+func (f *frameScanner) sawData(p []byte) bool {
+	if len(p) == 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.scan(p)
 }
 
 // scan consumes p and reports whether it carried any data-frame bytes

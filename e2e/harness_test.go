@@ -475,3 +475,10 @@ func execCaddy(g *gateway, args ...string) *exec.Cmd {
 	cmd.Env = g.env
 	return cmd
 }
+
+// navigate sends a GET as a browser following a link or typing the
+// address does (so the gateway answers with pages, not JSON).
+func (g *gateway) navigate(c *http.Client, path string) (*http.Response, string) {
+	g.t.Helper()
+	return g.get(c, path, "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+}

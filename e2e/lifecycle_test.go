@@ -116,7 +116,7 @@ func TestStartQueueOrderAndPosition(t *testing.T) {
 		}
 	}
 	// The browser's progress page shows the place in line.
-	resp, page := g.get(clients["admin"], "/user/admin/notebook/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	resp, page := g.navigate(clients["admin"], "/user/admin/notebook/")
 	if resp.StatusCode != http.StatusAccepted || !regexp.MustCompile(`id="position">[12]<`).MatchString(page) {
 		t.Fatalf("progress page for a queued start: %d\n%s", resp.StatusCode, page)
 	}
@@ -228,7 +228,7 @@ func TestEngineDownThenBack(t *testing.T) {
 	// A new start gets a clear 503 page.
 	var page string
 	eventually(t, 20*time.Second, "engine-down page", func() bool {
-		resp, body := g.get(bob, "/user/bob/notebook/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+		resp, body := g.navigate(bob, "/user/bob/notebook/")
 		page = body
 		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(body, "container engine cannot be reached")
 	})

@@ -29,7 +29,7 @@ func TestLocalLoginAndLogout(t *testing.T) {
 	c := g.client()
 
 	// Not logged in: browsers are sent to the login page, API clients get 401.
-	resp, _ := g.get(c, "/user/alice/notebook/", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	resp, _ := g.navigate(c, "/user/alice/notebook/")
 	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/hub/login?next=") {
 		t.Fatalf("anonymous browser: %d %q, want 302 to the login page", resp.StatusCode, resp.Header.Get("Location"))
 	}
@@ -109,6 +109,26 @@ func TestLoginCSRFAndCrossSite(t *testing.T) {
 	readBody(t, resp)
 	if resp.StatusCode != http.StatusBadRequest || g.cookie(c, "__Host-hubgate-session") != nil {
 		t.Fatalf("forged login form: %d, want 400 and no session", resp.StatusCode)
+	}
+	// A complete form (pre-login cookie and its token) posted from another
+	// site is refused too.
+	_, page := g.get(c, "/hub/login")
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("login page has no csrf field")
+	}
+	form = url.Values{"username": {"alice"}, "password": {accounts["alice"]}, "csrf": {m[1]}}
+	resp, _ = g.do(c, http.MethodPost, "/hub/login", strings.NewReader(form.Encode()),
+		"Content-Type", "application/x-www-form-urlencoded", "Sec-Fetch-Site", "cross-site")
+	if resp.StatusCode != http.StatusForbidden || g.cookie(c, "__Host-hubgate-session") != nil {
+		t.Fatalf("cross-site login post: %d, want 403 and no session", resp.StatusCode)
+	}
+	// The same form from our own site logs in: the refusals above were
+	// about where the form came from, not about the form.
+	resp, _ = g.do(c, http.MethodPost, "/hub/login", strings.NewReader(form.Encode()),
+		"Content-Type", "application/x-www-form-urlencoded", "Sec-Fetch-Site", "same-origin")
+	if resp.StatusCode != http.StatusSeeOther || g.cookie(c, "__Host-hubgate-session") == nil {
+		t.Fatalf("same-site login post: %d, want 303 and a session", resp.StatusCode)
 	}
 }
 

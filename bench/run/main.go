@@ -350,18 +350,11 @@ func (b *bench) startHubgate(ctx context.Context) error {
 		return err
 	}
 
-	httpsPort, err := freePort()
+	ports, err := freePorts(3)
 	if err != nil {
 		return err
 	}
-	httpPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	adminPort, err := freePort()
-	if err != nil {
-		return err
-	}
+	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
 	env := map[string]string{
 		"HUBGATE_HTTPS_PORT": strconv.Itoa(httpsPort),
 		"HUBGATE_HTTP_PORT":  strconv.Itoa(httpPort),
@@ -417,18 +410,11 @@ func (b *bench) prepareMain(ctx context.Context) error {
 // startPlain starts plain Caddy (bench/Caddyfile) in front of the same
 // container.
 func (b *bench) startPlain(ctx context.Context) error {
-	httpsPort, err := freePort()
+	ports, err := freePorts(3)
 	if err != nil {
 		return err
 	}
-	httpPort, err := freePort()
-	if err != nil {
-		return err
-	}
-	adminPort, err := freePort()
-	if err != nil {
-		return err
-	}
+	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
 	env := map[string]string{
 		"BENCH_HTTPS_PORT": strconv.Itoa(httpsPort),
 		"BENCH_HTTP_PORT":  strconv.Itoa(httpPort),
