@@ -45,6 +45,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/hubgate/hubgate/spawner/contract"
 )
 
 func main() {
@@ -108,13 +110,13 @@ const defaultGitURL = "https://github.com"
 func configFromEnv(getenv func(string) string) config {
 	cfg := config{
 		Home:        getenv("HOME"),
-		AuthorName:  firstNonEmpty(getenv("GIT_AUTHOR_NAME"), getenv("GIT_COMMITTER_NAME")),
-		AuthorEmail: firstNonEmpty(getenv("GIT_AUTHOR_EMAIL"), getenv("GIT_COMMITTER_EMAIL")),
-		Repos:       splitRepos(getenv("HUBGATE_REPOS")),
-		GitURL:      firstNonEmpty(getenv("HUBGATE_GIT_URL"), defaultGitURL),
-		TokenValue:  getenv("GITHUB_TOKEN"),
-		GitTimeout:  durationEnv(getenv("HUBGATE_GIT_TIMEOUT"), 60*time.Second),
-		SyncTimeout: durationEnv(getenv("HUBGATE_SYNC_TIMEOUT"), 90*time.Second),
+		AuthorName:  firstNonEmpty(getenv(contract.GitAuthorName), getenv(contract.GitCommitterName)),
+		AuthorEmail: firstNonEmpty(getenv(contract.GitAuthorEmail), getenv(contract.GitCommitterEmail)),
+		Repos:       splitRepos(getenv(contract.Repos)),
+		GitURL:      firstNonEmpty(getenv(contract.GitURL), defaultGitURL),
+		TokenValue:  getenv(contract.GitHubToken),
+		GitTimeout:  durationEnv(getenv(contract.GitTimeout), 60*time.Second),
+		SyncTimeout: durationEnv(getenv(contract.SyncTimeout), 90*time.Second),
 		Helper:      "/usr/local/bin/hubgate-entrypoint",
 		Stderr:      io.Discard,
 	}
@@ -325,11 +327,11 @@ func credential(op string, in io.Reader, out io.Writer, getenv func(string) stri
 	if op != "get" {
 		return nil // store, erase: nothing is kept anywhere
 	}
-	token := getenv("GITHUB_TOKEN")
+	token := getenv(contract.GitHubToken)
 	if token == "" {
 		return nil
 	}
-	base, err := parseGitURL(firstNonEmpty(getenv("HUBGATE_GIT_URL"), defaultGitURL))
+	base, err := parseGitURL(firstNonEmpty(getenv(contract.GitURL), defaultGitURL))
 	if err != nil {
 		return nil
 	}

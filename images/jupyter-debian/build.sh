@@ -22,7 +22,7 @@ label() { docker image inspect --format '{{index .Config.Labels "hubgate.inputs.
 
 base_sum=$(cat "$dir/rootfs.sh" | sha)
 sum=$( { echo "$base_sum"; cat "$dir/build.sh" "$dir/Dockerfile" "$dir/start-notebook" "$dir/jupyter_notebook_config.py"; \
-	find "$entry" -maxdepth 1 -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat; } | sha)
+	find "$entry" "$dir/../../spawner/contract" -maxdepth 1 -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat; } | sha)
 
 if [ "$(label "$tag")" = "$sum" ]; then
 	echo "build.sh: $tag is up to date (hubgate.inputs.sum=$sum)"
