@@ -12,7 +12,7 @@ CADDY := $(CURDIR)/bin/caddy
 XCADDY_ARGS := $(shell python3 -c 'import json;c=json.load(open("xcaddy.json"));print(c["caddy_version"],*["--with "+p["module_path"]+("@"+p["version"] if p.get("version") else "") for p in c["plugins"]],*["--replace "+r["old"]+"="+r["new"] for r in c["replacements"]])')
 # What bin/caddy is built from: the plugin's non-test Go files (not the
 # tests, the benchmark driver or the images' own programs).
-GO_SOURCES := $(shell find caddymodule policies spawner -name '*.go' -not -name '*_test.go') $(wildcard caddymodule/templates/*.html) go.mod go.sum xcaddy.json
+GO_SOURCES := $(shell find caddymodule policies spawner internal -name '*.go' -not -name '*_test.go') $(wildcard caddymodule/pages/templates/*.html) go.mod go.sum xcaddy.json
 TEST_TIMEOUT ?= 30m
 # xcaddy resolves the plugin's packages through the module proxy before it
 # uses the local replacement; a proxy that answers 403 (not 404) for an

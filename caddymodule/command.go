@@ -13,6 +13,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/hubgate/hubgate/caddymodule/pages"
 	"github.com/hubgate/hubgate/policies"
 )
 
@@ -168,7 +169,7 @@ func bytesText(n int64) string {
 	if n <= 0 {
 		return "unlimited"
 	}
-	return serverInfo{MemoryLimit: n}.MemoryText()
+	return pages.BytesText(n)
 }
 
 func numText(f float64) string {

@@ -12,12 +12,17 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"go.uber.org/zap"
 
+	"github.com/hubgate/hubgate/caddymodule/assertion"
+	"github.com/hubgate/hubgate/caddymodule/hub"
+	"github.com/hubgate/hubgate/caddymodule/idp"
+	"github.com/hubgate/hubgate/caddymodule/login"
+	"github.com/hubgate/hubgate/caddymodule/pages"
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/caddymodule/web"
 	"github.com/hubgate/hubgate/policies"
+	"github.com/hubgate/hubgate/spawner/docker"
 )
 
 func init() {
@@ -27,17 +32,16 @@ func init() {
 // Defaults for the handler's optional settings.
 const (
 	defaultName                = "hubgate"
-	defaultSessionTTL          = 24 * time.Hour
-	defaultStartTimeout        = 2 * time.Minute
-	defaultStartWait           = 3 * time.Second
-	defaultRouteCacheSize      = 10000
+	defaultSessionTTL          = login.DefaultSessionTTL
+	defaultStartTimeout        = hub.DefaultStartTimeout
+	defaultStartWait           = web.DefaultStartWait
+	defaultRouteCacheSize      = hub.DefaultRouteCacheSize
 	defaultMaxIdleConnsPerHost = 128
-	defaultLoginFailuresUser   = 5
-	defaultLoginFailuresIP     = 20
-	defaultLoginWindow         = 15 * time.Minute
-	defaultMaxConcurrentStarts = 10
-	defaultCullInterval        = time.Minute
-	sessionCacheSize           = 10000
+	defaultLoginFailuresUser   = login.DefaultFailuresPerUser
+	defaultLoginFailuresIP     = login.DefaultFailuresPerIP
+	defaultLoginWindow         = login.DefaultFailureWindow
+	defaultMaxConcurrentStarts = hub.DefaultMaxConcurrentStarts
+	defaultCullInterval        = hub.DefaultCullInterval
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
@@ -120,18 +124,15 @@ type Handler struct {
 	// to every request proxied to a user's server.
 	Assertion *AssertionConfig `json:"assertion,omitempty"`
 
-	logger  *zap.Logger
-	audit   *zap.Logger
-	ctx     caddy.Context
-	watcher *policies.Watcher
-	codec   *session.Codec
-	hub     *hub
-	hubKey  string
-	proxy   *reverseproxy.Handler
-	pages   *pages
-	// sessions caches opened session cookies by their sealed value.
-	sessions *lru.Cache[string, session.Session]
-	auth     *authRuntime
+	logger   *zap.Logger
+	watcher  *policies.Watcher
+	runtime  *hub.Runtime
+	hubKey   string
+	state    *login.State
+	stateKey string
+	login    *login.Authenticator
+	proxy    *hub.Proxy
+	site     *web.Site
 }
 
 // DockerConfig configures the Docker spawner.
@@ -208,59 +209,106 @@ func (h *Handler) applyDefaults() {
 	h.applyAuthDefaults()
 }
 
-// Provision sets the handler up: it loads the policy (a bad policy fails
-// the config load), the keys from Caddy's storage, the shared runtime that
-// survives config reloads, and the embedded reverse proxy. It makes no
-// blocking engine call.
+// Provision wires the parts together: the policy (a bad policy fails the
+// config load), the keys from Caddy's storage, the runtime and login state
+// that survive reloads (found in their pools, then given this config's
+// tunables), the login side, the proxy and the site. It makes no blocking
+// engine call.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.ctx = ctx
 	h.logger = ctx.Logger()
-	h.audit = caddy.Log().Named("hubgate.audit")
+	audit := caddy.Log().Named("hubgate.audit")
 	h.applyDefaults()
 	if err := h.Validate(); err != nil {
 		return err
 	}
-
-	w, err := policies.NewWatcher(h.logger.Named("policy"), h.Policy, h.onPolicyReload)
+	w, err := policies.NewWatcher(h.logger.Named("policy"), h.Policy, h.onPolicyReload(audit))
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
 	h.watcher = w
 
-	key, err := session.LoadOrCreateKey(ctx, ctx.Storage(), "hubgate/"+h.Name+"/master.key")
+	prefix := session.StoragePrefix(h.Name)
+	key, err := session.LoadOrCreateKey(ctx, ctx.Storage(), prefix+"/master.key")
 	if err != nil {
 		return fmt.Errorf("load session key: %w", err)
 	}
-	if h.codec, err = session.NewCodec(key); err != nil {
-		return err
-	}
-	if h.sessions, err = lru.New[string, session.Session](sessionCacheSize); err != nil {
+	codec, err := session.NewCodec(key)
+	if err != nil {
 		return err
 	}
 
-	h.hubKey = h.hubPoolKey()
-	val, _, err := hubs.LoadOrNew(h.hubKey, func() (caddy.Destructor, error) {
-		return newHub(h)
+	if h.runtime, h.hubKey, err = h.loadRuntime(codec, audit); err != nil {
+		return err
+	}
+	h.runtime.Configure(hub.Config{
+		RouteCacheSize:      h.RouteCacheSize,
+		MaxConcurrentStarts: *h.MaxConcurrentStarts,
+		CullInterval:        time.Duration(h.CullInterval),
+		StartTimeout:        time.Duration(h.StartTimeout),
+	})
+	h.stateKey = h.Name
+	val, _, err := loginStates.LoadOrNew(h.stateKey, func() (caddy.Destructor, error) {
+		return login.NewState(ctx.Storage(), prefix), nil
 	})
 	if err != nil {
-		return fmt.Errorf("start hub runtime: %w", err)
+		return fmt.Errorf("login state: %w", err)
 	}
-	h.hub = val.(*hub)
+	h.state = val.(*login.State)
+	h.state.SetStorage(ctx.Storage())
+
+	providers, err := h.buildProviders()
+	if err != nil {
+		return err
+	}
+	var signer *assertion.Signer
+	if h.Assertion != nil {
+		if signer, err = assertion.Load(ctx, ctx.Storage(), prefix+"/assertion.key", time.Duration(h.Assertion.TTL)); err != nil {
+			return fmt.Errorf("hubgate: assertion key: %w", err)
+		}
+	}
+	pg, err := pages.New()
+	if err != nil {
+		return err
+	}
+	streams := h.runtime.Streams()
+	h.login, err = login.New(login.Config{
+		SessionTTL:      time.Duration(h.SessionTTL),
+		Local:           h.Local == nil || h.Local.Enabled == nil || *h.Local.Enabled,
+		Providers:       providers,
+		RecheckInterval: h.recheckInterval(),
+		FailuresPerUser: h.LoginFailuresPerUser,
+		FailuresPerIP:   h.LoginFailuresPerIP,
+		FailureWindow:   time.Duration(h.LoginWindow),
+	}, login.Options{
+		Codec:        codec,
+		Store:        &idp.Store{Storage: ctx.Storage(), Prefix: prefix, Sealer: codec},
+		State:        h.state,
+		Policy:       w.Current,
+		Pages:        pg,
+		Logger:       h.logger.Named("login"),
+		Audit:        audit,
+		Denied:       web.Denied,
+		Seen:         h.runtime.MarkSeen,
+		SessionEnded: streams.CloseSession,
+		AccessLost:   streams.CloseUser,
+	})
+	if err != nil {
+		return err
+	}
+	assertionHeader := ""
+	if h.Assertion != nil {
+		assertionHeader = h.Assertion.Header
+	}
+	if h.proxy, err = hub.NewProxy(ctx, h.runtime, hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader}); err != nil {
+		return err
+	}
+	h.site = web.New(web.Options{
+		Login: h.login, Hub: h.runtime, Proxy: h.proxy, Pages: pg,
+		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer,
+		Logger: h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
+	})
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
-	}
-	h.hub.queue.setLimit(*h.MaxConcurrentStarts)
-	h.hub.limiter.configure(h.LoginFailuresPerUser, h.LoginFailuresPerIP, time.Duration(h.LoginWindow))
-	h.hub.cullEvery.Store(int64(h.CullInterval))
-
-	if err := h.provisionProxy(ctx); err != nil {
-		return err
-	}
-	if h.pages, err = loadPages(); err != nil {
-		return err
-	}
-	if err := h.provisionAuth(ctx); err != nil {
-		return err
 	}
 	// Watch last: reload callbacks use everything above.
 	if err := w.Start(ctx); err != nil {
@@ -269,31 +317,71 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func (h *Handler) hubPoolKey() string {
-	return fmt.Sprintf("%s|%s|%s|%t|%d", h.Name, h.Docker.Host, h.Docker.Network, *h.Docker.Isolate, h.RouteCacheSize)
+// runtimes holds the hub runtime of each deployment across config reloads,
+// keyed by identity only (the deployment and its engine), as Caddy's
+// reverse proxy keys its upstream hosts: on reload Caddy provisions the
+// new config (LoadOrNew finds the running runtime) before it cleans up the
+// old one (Delete drops a reference), so nothing in flight is lost, and a
+// changed tunable is applied with Configure instead of making a second
+// runtime with a second engine client.
+var runtimes = caddy.NewUsagePool()
+
+// loginStates holds each deployment's login state (failure counters,
+// revocations, used OAuth states, GitHub re-checks) the same way, keyed by
+// the deployment's name.
+var loginStates = caddy.NewUsagePool()
+
+// loadRuntime finds or makes the deployment's runtime, with the Docker
+// spawner.
+func (h *Handler) loadRuntime(tokens hub.TokenDeriver, audit *zap.Logger) (*hub.Runtime, string, error) {
+	key := fmt.Sprintf("%s|docker|%s|%s|%t", h.Name, h.Docker.Host, h.Docker.Network, *h.Docker.Isolate)
+	val, _, err := runtimes.LoadOrNew(key, func() (caddy.Destructor, error) {
+		logger := caddy.Log().Named("hubgate.hub").With(zap.String("deployment", h.Name))
+		sp, err := docker.New(docker.Config{
+			Host:    h.Docker.Host,
+			Network: h.Docker.Network,
+			Isolate: *h.Docker.Isolate,
+			Prefix:  h.Name,
+		}, logger.Named("docker"))
+		if err != nil {
+			return nil, fmt.Errorf("docker spawner: %w", err)
+		}
+		return hub.New(hub.Options{Spawner: sp, Tokens: tokens, Logger: logger, Audit: audit}, hub.Config{})
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("start hub runtime: %w", err)
+	}
+	return val.(*hub.Runtime), key, nil
 }
 
-func (h *Handler) onPolicyReload(res policies.ReloadResult) {
-	fields := []zap.Field{zap.Bool("ok", res.OK), zap.Strings("files", res.Files)}
-	if res.OK {
-		fields = append(fields, zap.String("summary", res.Summary))
-	} else {
-		fields = append(fields, zap.Error(res.Err))
+func (h *Handler) recheckInterval() time.Duration {
+	if h.GitHub != nil {
+		return time.Duration(h.GitHub.RecheckInterval)
 	}
-	result := "ok"
-	if !res.OK {
-		result = "error"
-	}
-	metrics.reloads.WithLabelValues(result).Inc()
-	if res.OK && h.hub != nil {
-		// Zero trust holds for open websockets too: those of users the new
-		// policy no longer allows are closed now.
-		pol := h.watcher.Current()
-		if n := h.hub.streams.closeDenied(pol.Allowed); n > 0 {
-			fields = append(fields, zap.Int("streams_closed", n))
+	return login.DefaultRecheckInterval
+}
+
+// onPolicyReload audits each reload; after a good one, the websockets of
+// users the new policy no longer allows are closed (zero trust holds for
+// open connections too).
+func (h *Handler) onPolicyReload(audit *zap.Logger) func(policies.ReloadResult) {
+	return func(res policies.ReloadResult) {
+		fields := []zap.Field{zap.Bool("ok", res.OK), zap.Strings("files", res.Files)}
+		result := "ok"
+		if res.OK {
+			fields = append(fields, zap.String("summary", res.Summary))
+		} else {
+			result = "error"
+			fields = append(fields, zap.Error(res.Err))
 		}
+		reloads.WithLabelValues(result).Inc()
+		if res.OK && h.runtime != nil && h.watcher != nil {
+			if n := h.runtime.Streams().CloseDenied(h.watcher.Current().Allowed); n > 0 {
+				fields = append(fields, zap.Int("streams_closed", n))
+			}
+		}
+		audit.Info("policy reload", fields...)
 	}
-	h.audit.Info("policy reload", fields...)
 }
 
 // Validate checks the configuration without side effects.
@@ -314,30 +402,41 @@ func (h *Handler) Validate() error {
 	return h.validateAuth()
 }
 
-// Cleanup stops the policy watcher and releases this config's hold on the
-// shared runtime. Running containers are never stopped by a reload or a
-// shutdown. It is safe to call more than once.
+// Cleanup stops the policy watcher and the login loops and releases this
+// config's hold on the shared runtime and login state. Running containers
+// are never stopped by a reload or a shutdown. It is safe to call more
+// than once.
 func (h *Handler) Cleanup() error {
 	if h.watcher != nil {
 		_ = h.watcher.Close()
 		h.watcher = nil
 	}
+	if h.login != nil {
+		h.login.Close()
+		h.login = nil
+	}
 	if h.proxy != nil {
 		_ = h.proxy.Cleanup()
 		h.proxy = nil
 	}
-	if h.hub != nil {
-		h.hub = nil
-		if _, err := hubs.Delete(h.hubKey); err != nil {
+	if h.state != nil {
+		h.state = nil
+		if _, err := loginStates.Delete(h.stateKey); err != nil {
+			return fmt.Errorf("release login state: %w", err)
+		}
+	}
+	if h.runtime != nil {
+		h.runtime = nil
+		if _, err := runtimes.Delete(h.hubKey); err != nil {
 			return fmt.Errorf("release hub runtime: %w", err)
 		}
 	}
 	return nil
 }
 
-// ServeHTTP routes the request; see routes.go.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return h.route(w, r, next)
+// ServeHTTP serves the site; see web.Site.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	return h.site.ServeHTTP(w, r)
 }
 
 // Interface guards.

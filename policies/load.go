@@ -151,55 +151,26 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 		Files:     slices.Clone(files),
 	}
 	var probs Errors
-	accountAt := make(map[string]pos)
-	imageAt := make(map[string]pos)
-	teamAt := make(map[string]pos)
-	tokenAt := make(map[string]pos)
 	tokenHashAt := make(map[string]def[string])
 	twice := func(field string, at, first pos) {
 		probs = append(probs, Problem{File: at.file, Line: at.line, Field: field,
 			Message: fmt.Sprintf("defined twice (also at %s)", first)})
 	}
+	accountAt, imageAt, teamAt, tokenAt := map[string]pos{}, map[string]pos{}, map[string]pos{}, map[string]pos{}
 	for _, f := range frags {
 		p.Admins = append(p.Admins, f.admins...)
-		for _, d := range f.accounts {
-			if first, dup := accountAt[d.name]; dup {
-				twice(joinField("accounts", d.name), d.at, first)
-				continue
-			}
-			accountAt[d.name] = d.at
-			p.Accounts[d.name] = d.val
-		}
-		for _, d := range f.images {
-			if first, dup := imageAt[d.name]; dup {
-				twice(joinField("images", d.name), d.at, first)
-				continue
-			}
-			imageAt[d.name] = d.at
-			p.Images[d.name] = d.val
-		}
-		for _, d := range f.teams {
-			if first, dup := teamAt[d.name]; dup {
-				twice(joinField("teams", d.name), d.at, first)
-				continue
-			}
-			teamAt[d.name] = d.at
-			p.Teams[d.name] = d.val
-		}
-		for _, d := range f.tokens {
-			if first, dup := tokenAt[d.name]; dup {
-				twice(joinField("api_tokens", d.name), d.at, first)
-				continue
-			}
+		addOnce(p.Accounts, accountAt, "accounts", f.accounts, twice, nil)
+		addOnce(p.Images, imageAt, "images", f.images, twice, nil)
+		addOnce(p.Teams, teamAt, "teams", f.teams, twice, nil)
+		addOnce(p.APITokens, tokenAt, "api_tokens", f.tokens, twice, func(d def[string]) bool {
 			if other, dup := tokenHashAt[d.val]; dup {
 				probs = append(probs, Problem{File: d.at.file, Line: d.at.line, Field: joinField("api_tokens", d.name),
 					Message: fmt.Sprintf("same token hash as %s (at %s); give each client its own token", joinField("api_tokens", other.name), other.at)})
-				continue
+				return false
 			}
-			tokenAt[d.name] = d.at
 			tokenHashAt[d.val] = d
-			p.APITokens[d.name] = d.val
-		}
+			return true
+		})
 	}
 	known := make([]string, 0, len(p.Images))
 	for k := range p.Images {
@@ -227,4 +198,22 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 	}
 	p.index()
 	return p, nil
+}
+
+// addOnce adds each definition of one section to dst, unless a
+// definition of the same name came before (in any file): that is a problem
+// naming both places. accept, if set, may refuse a definition for a
+// reason of its own.
+func addOnce[T any](dst map[string]T, at map[string]pos, section string, defs []def[T], twice func(field string, at, first pos), accept func(def[T]) bool) {
+	for _, d := range defs {
+		if first, dup := at[d.name]; dup {
+			twice(joinField(section, d.name), d.at, first)
+			continue
+		}
+		if accept != nil && !accept(d) {
+			continue
+		}
+		at[d.name] = d.at
+		dst[d.name] = d.val
+	}
 }

@@ -45,7 +45,7 @@ type results struct {
 // when the tree changes while the benchmark runs.
 func (b *bench) compileGoBenchmarks(ctx context.Context) {
 	b.goTest = filepath.Join(b.work, "caddymodule.test")
-	cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", b.goTest, "./caddymodule/")
+	cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", b.goTest, "./caddymodule/web/")
 	cmd.Dir = b.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.res.goBench = fmt.Sprintf("(go test -c ./caddymodule/ failed: %v)\n%s", err, out)
@@ -56,7 +56,7 @@ func (b *bench) compileGoBenchmarks(ctx context.Context) {
 // goBenchmarks runs caddymodule's Go benchmarks from the binary built at
 // the start.
 func (b *bench) goBenchmarks(ctx context.Context) {
-	b.res.goBenchCmd = "go test -run='^$' -bench=. -benchmem -count=1 ./caddymodule/"
+	b.res.goBenchCmd = "go test -run='^$' -bench=. -benchmem -count=1 ./caddymodule/web/"
 	if b.goTest == "" {
 		return
 	}

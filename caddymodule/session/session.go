@@ -1,8 +1,7 @@
 package session
 
 import (
-	"crypto/rand"
-	"encoding/base64"
+	"github.com/hubgate/hubgate/internal/randid"
 	"time"
 )
 
@@ -55,6 +54,10 @@ type Session struct {
 	// CheckedAt is when the groups were last read from the provider
 	// (Unix seconds).
 	CheckedAt int64 `json:"chk,omitempty"`
+	// Credential ties a local account's session to the password hash it
+	// was opened with (a short digest): changing or removing the hash in
+	// the policy ends the session on the next request.
+	Credential string `json:"cr,omitempty"`
 }
 
 // Valid reports whether s names a user and has not expired at now.
@@ -63,8 +66,4 @@ func (s *Session) Valid(now time.Time) bool {
 }
 
 // NewID returns a random 128-bit identifier, base64url encoded.
-func NewID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+func NewID() string { return randid.ID() }

@@ -1,0 +1,167 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+
+	"github.com/hubgate/hubgate/caddymodule/reqkind"
+	"github.com/hubgate/hubgate/caddymodule/session"
+)
+
+// varRoute is the request variable through which the proxy hands the
+// chosen route to the embedded reverse proxy's upstream source.
+const varRoute = "hubgate.route"
+
+// Visitor is who a proxied request is for, as the gateway vouches.
+type Visitor struct {
+	// SessionID identifies the login; its websockets close at logout.
+	SessionID string
+	// User and Groups are re-checked against the policy on reloads.
+	User   string
+	Groups []string
+	// Expires is when the session ends; its websockets close then.
+	Expires time.Time
+	// Assertion, if set, is the signed identity assertion to send.
+	Assertion string
+}
+
+// ProxyConfig is the per-config part of proxying.
+type ProxyConfig struct {
+	// MaxIdleConnsPerHost is the keep-alive pool per user server.
+	MaxIdleConnsPerHost int
+	// AssertionHeader carries Visitor.Assertion (when set).
+	AssertionHeader string
+}
+
+// Proxy sends authorized requests to routes through Caddy's own reverse
+// proxy: streaming, websockets, flushing and header handling are Caddy's.
+// One is provisioned per config; the routes it serves are the runtime's.
+type Proxy struct {
+	rt     *Runtime
+	rp     *reverseproxy.Handler
+	cfg    ProxyConfig
+	logger *zap.Logger
+}
+
+// NewProxy provisions the reverse proxy for one config.
+func NewProxy(ctx caddy.Context, rt *Runtime, cfg ProxyConfig) (*Proxy, error) {
+	transport := &reverseproxy.HTTPTransport{
+		DialTimeout: caddy.Duration(5 * time.Second),
+		KeepAlive: &reverseproxy.KeepAlive{
+			MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
+		},
+	}
+	if err := transport.Provision(ctx); err != nil {
+		return nil, fmt.Errorf("provision proxy transport: %w", err)
+	}
+	rp := &reverseproxy.Handler{
+		Transport:        transport,
+		DynamicUpstreams: upstreamSource{},
+		// Flush every write at once: notebooks, terminals and
+		// RStudio's long polls must not wait in a buffer.
+		FlushInterval: caddy.Duration(-1),
+	}
+	if err := rp.Provision(ctx); err != nil {
+		return nil, fmt.Errorf("provision reverse proxy: %w", err)
+	}
+	return &Proxy{rt: rt, rp: rp, cfg: cfg, logger: ctx.Logger()}, nil
+}
+
+// Cleanup releases the reverse proxy.
+func (p *Proxy) Cleanup() error { return p.rp.Cleanup() }
+
+// upstreamSource gives the reverse proxy the route chosen for the request.
+type upstreamSource struct{}
+
+// GetUpstreams implements reverseproxy.UpstreamSource.
+func (upstreamSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error) {
+	if rt, ok := caddyhttp.GetVar(r.Context(), varRoute).(*Route); ok && rt != nil {
+		return rt.upstreams, nil
+	}
+	return nil, errors.New("no hubgate route for this request")
+}
+
+// Serve sends the request to the route's container: identity headers a
+// client may have sent are removed, hubgate's cookies are not forwarded,
+// and the container secret and the visitor's identity are added. A
+// websocket is registered (so logout and policy changes can close it) and
+// its data frames count as activity.
+func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route, v Visitor) error {
+	StripIdentityHeaders(r.Header)
+	session.StripOurCookies(r.Header)
+	r.Header.Set("Authorization", rt.auth)
+	r.Header.Set("X-Hubgate-User", v.User)
+	if p.cfg.AssertionHeader != "" {
+		r.Header.Del(p.cfg.AssertionHeader)
+		if v.Assertion != "" {
+			r.Header.Set(p.cfg.AssertionHeader, v.Assertion)
+		}
+	}
+	rt.touch()
+	caddyhttp.SetVar(r.Context(), varRoute, rt)
+	if reqkind.IsUpgrade(r) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer p.rt.streams.add(v, rt.server, cancel)()
+		if !v.Expires.IsZero() {
+			// A websocket does not outlive the session it was opened with.
+			t := time.AfterFunc(time.Until(v.Expires), cancel)
+			defer t.Stop()
+		}
+		r = r.WithContext(ctx)
+		aw := &activityWriter{ResponseWriter: w, r: rt}
+		if r.ProtoMajor >= 2 && r.Body != nil {
+			// HTTP/2 and HTTP/3 websockets are the request and response
+			// bodies of an extended CONNECT, not a hijacked connection.
+			r.Body = &activityBody{ReadCloser: r.Body, r: rt}
+			aw.stream = true
+		}
+		w = aw
+	}
+	err := p.rp.ServeHTTP(w, r, nil)
+	if err != nil {
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && (he.StatusCode == http.StatusBadGateway || he.StatusCode == http.StatusServiceUnavailable || he.StatusCode == http.StatusGatewayTimeout) {
+			// The container may be gone; the next request looks again.
+			p.rt.Forget(rt)
+			p.logger.Warn("proxy to user server failed; route dropped",
+				zap.String("user", rt.user), zap.String("server", rt.server), zap.String("container_id", shortID(rt.inst.ID)), zap.Error(err))
+		}
+	}
+	return err
+}
+
+// Retryable reports a failed proxy attempt that may be made again: a safe
+// method, no upgrade, and a gateway error (nothing was written yet).
+func Retryable(r *http.Request, err error) bool {
+	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || reqkind.IsUpgrade(r) {
+		return false
+	}
+	var he caddyhttp.HandlerError
+	return errors.As(err, &he) && he.StatusCode == http.StatusBadGateway
+}
+
+// activityBody scans the client's websocket frames of an HTTP/2 or
+// HTTP/3 stream for activity.
+type activityBody struct {
+	io.ReadCloser
+	r    *Route
+	scan frameScanner
+}
+
+func (b *activityBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if b.scan.sawData(p[:n]) {
+		b.r.touch()
+	}
+	return n, err
+}

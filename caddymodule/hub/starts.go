@@ -1,0 +1,294 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hubgate/hubgate/internal/randid"
+	"github.com/hubgate/hubgate/policies"
+	"github.com/hubgate/hubgate/spawner"
+	"github.com/hubgate/hubgate/spawner/contract"
+)
+
+// Start is one start of a user's server in flight; concurrent requests
+// for the same server join it instead of starting another.
+type Start struct {
+	done     chan struct{}
+	began    time.Time
+	route    *Route
+	err      error
+	finished time.Time
+	// ticket is set while the start waits for a slot in the queue.
+	ticket atomic.Pointer[queued]
+}
+
+// Done is closed when the start finished, well or not.
+func (st *Start) Done() <-chan struct{} { return st.done }
+
+// Result is the route of a finished start, or why it failed.
+func (st *Start) Result() (*Route, error) { return st.route, st.err }
+
+// Elapsed is how long the start has been going.
+func (st *Start) Elapsed() time.Duration { return time.Since(st.began) }
+
+// Errors a start may end with, besides the spawner's own.
+var (
+	ErrContainerExited = errors.New("container exited while starting")
+	ErrContainerGone   = errors.New("container was removed while starting")
+)
+
+// StartRequest is what a start needs to know, decided by the caller.
+type StartRequest struct {
+	// User and Server name the server.
+	User, Server string
+	// Image is the policy's image for Server.
+	Image *policies.Image
+	// Grant is what the policy gives the user.
+	Grant policies.Grant
+	// Prefix is the URL path prefix the server is served under; the
+	// readiness probe asks for it and the container learns it.
+	Prefix string
+	// IdentityEnv, if set, returns the git identity, repos and GitHub
+	// token for the container; it runs once, inside the start.
+	IdentityEnv func(ctx context.Context) map[string]string
+	// By names who asked (for the audit log).
+	By string
+}
+
+// Position is the start's place in the queue of starts, 0 once it runs.
+func (rt *Runtime) Position(st *Start) int {
+	return rt.queue.position(st.ticket.Load())
+}
+
+// Begin returns the start in flight for req's server, or begins one. A
+// start that failed less than failedStartLinger ago is returned as is (so
+// every waiter sees the reason); once the caller has shown the failure it
+// calls Dismiss, and the next request begins anew.
+func (rt *Runtime) Begin(req StartRequest) *Start {
+	key := Key(req.User, req.Server)
+	rt.MarkSeen(req.User)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if st, ok := rt.starts[key]; ok {
+		if st.finished.IsZero() || time.Since(st.finished) < failedStartLinger {
+			return st
+		}
+		delete(rt.starts, key)
+	}
+	st := &Start{done: make(chan struct{}), began: time.Now()}
+	rt.starts[key] = st
+	timeout := time.Duration(rt.startTimeout.Load())
+	go func() {
+		var r *Route
+		err := rt.queue.acquire(rt.ctx, func(w *queued) { st.ticket.Store(w) })
+		if err == nil {
+			st.ticket.Store(nil)
+			ctx, cancel := context.WithTimeout(rt.ctx, timeout)
+			r, err = rt.spawn(ctx, req, timeout)
+			cancel()
+			rt.queue.release()
+		}
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		st.route, st.err, st.finished = r, err, time.Now()
+		if err == nil {
+			rt.routes.Add(key, r)
+			delete(rt.starts, key)
+		}
+		close(st.done)
+	}()
+	return st
+}
+
+// Dismiss forgets a failed start once its reason was shown.
+func (rt *Runtime) Dismiss(st *Start) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for key, cur := range rt.starts {
+		if cur == st && !st.finished.IsZero() {
+			delete(rt.starts, key)
+		}
+	}
+}
+
+// Pending reports the start in flight for key, if any.
+func (rt *Runtime) Pending(key string) (*Start, bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	st, ok := rt.starts[key]
+	return st, ok && st.finished.IsZero()
+}
+
+// inFlight counts the starts not finished yet.
+func (rt *Runtime) inFlight() int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	n := 0
+	for _, st := range rt.starts {
+		if st.finished.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
+// Meta keys stored with each container (spawner.Spec.Meta), so that the
+// culler and the admin page work from the engine's own record.
+const (
+	MetaIdleTimeout = "idle_timeout_s"
+	MetaMaxAge      = "max_age_s"
+	MetaMemory      = "memory"
+	MetaCPUs        = "cpus"
+)
+
+// spawn starts the user's server and waits until the app answers.
+func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Duration) (_ *Route, err error) {
+	began := time.Now()
+	defer func() {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		metrics.spawnDuration.WithLabelValues(result).Observe(time.Since(began).Seconds())
+	}()
+	spec := rt.spec(ctx, req, timeout)
+	fields := []zap.Field{zap.String("user", req.User), zap.String("server", req.Server), zap.String("image", req.Image.Image)}
+	if req.By != "" && req.By != req.User {
+		fields = append(fields, zap.String("by", req.By))
+	}
+	inst, err := rt.spawner.Ensure(ctx, spec)
+	if err != nil {
+		rt.audit.Error("spawn failed", append(fields, zap.String("reason", "create"), zap.Error(err))...)
+		return nil, fmt.Errorf("start container for %s/%s: %w", req.User, req.Server, err)
+	}
+	r := rt.newRoute(inst)
+	if err := rt.waitReady(ctx, r, req.Prefix); err != nil {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		logs, lerr := rt.spawner.Logs(lctx, req.User, req.Server, 50)
+		if lerr != nil {
+			logs = "(logs unavailable: " + lerr.Error() + ")"
+		}
+		rt.audit.Error("spawn failed", append(fields, zap.String("reason", "not_ready"), zap.String("container_id", shortID(inst.ID)),
+			zap.Error(err), zap.String("container_output", logs))...)
+		if errors.Is(err, context.DeadlineExceeded) {
+			if serr := rt.spawner.Stop(lctx, req.User, req.Server); serr != nil && !errors.Is(serr, spawner.ErrNotFound) {
+				rt.logger.Error("stopping a server that did not start failed", append(fields, zap.Error(serr))...)
+			}
+		}
+		return nil, fmt.Errorf("wait for %s/%s: %w", req.User, req.Server, err)
+	}
+	rt.audit.Info("spawn", append(fields, zap.String("container_id", shortID(inst.ID)), zap.Duration("duration", time.Since(began)))...)
+	return r, nil
+}
+
+// spec is the container contract for one start.
+func (rt *Runtime) spec(ctx context.Context, req StartRequest, timeout time.Duration) spawner.Spec {
+	img, grant := req.Image, req.Grant
+	nonce := randid.ID()
+	env := make(map[string]string, len(img.Env)+16)
+	maps.Copy(env, img.Env)
+	if req.IdentityEnv != nil {
+		maps.Copy(env, req.IdentityEnv(ctx))
+	}
+	env[contract.User] = req.User
+	env[contract.Server] = req.Server
+	env[contract.BaseURL] = req.Prefix
+	env[contract.DefaultURL] = img.URL
+	env[contract.JupyterHubServicePrefix] = req.Prefix
+	env[contract.Token] = ContainerToken(rt.tokens, nonce)
+	// The image's entrypoint syncs the team's repos before the app starts;
+	// it must give up well within the start timeout.
+	env[contract.SyncTimeout] = max(timeout-30*time.Second, 10*time.Second).String()
+	return spawner.Spec{
+		User:      req.User,
+		Server:    req.Server,
+		Image:     img.Image,
+		Port:      img.Port,
+		Cmd:       img.Command,
+		Env:       env,
+		HomeMount: img.Home,
+		Nonce:     nonce,
+		Meta: map[string]string{
+			MetaIdleTimeout: strconv.FormatFloat(grant.IdleTimeout.Seconds(), 'f', -1, 64),
+			MetaMaxAge:      strconv.FormatFloat(grant.MaxAge.Seconds(), 'f', -1, 64),
+			MetaMemory:      strconv.FormatInt(grant.Limits.Memory, 10),
+			MetaCPUs:        strconv.FormatFloat(grant.Limits.CPUs, 'f', -1, 64),
+		},
+		Limits: spawner.Limits{
+			MemoryBytes: grant.Limits.Memory,
+			NanoCPUs:    int64(grant.Limits.CPUs * 1e9),
+			Pids:        grant.Limits.Pids,
+		},
+	}
+}
+
+// waitReady polls the app until it answers HTTP on its port with the
+// container secret, the container stops running, or ctx ends.
+func (rt *Runtime) waitReady(ctx context.Context, r *Route, path string) error {
+	url := "http://" + r.inst.Addr + path
+	delay := 20 * time.Millisecond
+	lastCheck := time.Now()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("probe request: %w", err)
+		}
+		req.Header.Set("Authorization", r.auth)
+		resp, err := rt.probe.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Since(lastCheck) > time.Second {
+			lastCheck = time.Now()
+			inst, gerr := rt.spawner.Get(ctx, r.user, r.server)
+			switch {
+			case errors.Is(gerr, spawner.ErrNotFound):
+				return ErrContainerGone
+			case gerr == nil && !inst.Running:
+				return fmt.Errorf("%w (status %s)", ErrContainerExited, inst.Status)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("app did not answer on %s: %w", r.inst.Addr, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 250*time.Millisecond)
+	}
+}
+
+// StartTimeout is the configured bound of a start.
+func (rt *Runtime) StartTimeout() time.Duration { return time.Duration(rt.startTimeout.Load()) }
+
+// StartAndWait begins (or joins) the start of req's server and waits up
+// to wait for it. It returns the route when the server is ready; the
+// start itself when it is still going (st non-nil, r nil); or the start's
+// error, after which the failed start is dismissed so the next request
+// tries anew. ctx ending returns ctx's error.
+func (rt *Runtime) StartAndWait(ctx context.Context, req StartRequest, wait time.Duration) (r *Route, st *Start, err error) {
+	st = rt.Begin(req)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-st.done:
+	case <-timer.C:
+		return nil, st, nil
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	if st.err != nil {
+		rt.Dismiss(st)
+		return nil, nil, st.err
+	}
+	return st.route, nil, nil
+}

@@ -1,0 +1,85 @@
+package login
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+)
+
+// limiter counts failed logins per user name and per client IP in a fixed
+// window. It is bounded in memory (an expiring LRU), so a flood of made-up
+// user names cannot grow it without limit.
+type limiter struct {
+	perUser, perIP int
+	window         time.Duration
+	mu             sync.Mutex
+	users          *expirable.LRU[string, *window]
+	ips            *expirable.LRU[string, *window]
+}
+
+type window struct {
+	count int
+	until time.Time
+}
+
+func newLimiter(perUser, perIP int, win time.Duration) *limiter {
+	return &limiter{
+		perUser: perUser,
+		perIP:   perIP,
+		window:  win,
+		users:   expirable.NewLRU[string, *window](100000, nil, win),
+		ips:     expirable.NewLRU[string, *window](100000, nil, win),
+	}
+}
+
+// configure applies new limits (after a config reload); counts so far stay.
+func (l *limiter) configure(perUser, perIP int, win time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.perUser, l.perIP, l.window = perUser, perIP, win
+}
+
+// attempt counts a login attempt for user from ip before the password is
+// checked, and reports whether it must be refused now (the limit was
+// already reached) and for how long. Counting first means concurrent
+// guesses cannot all pass the check while their bcrypt comparisons run.
+func (l *limiter) attempt(user, ip string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var wait time.Duration
+	windows := [2]*window{}
+	for i, c := range []struct {
+		cache *expirable.LRU[string, *window]
+		key   string
+		limit int
+	}{{l.users, user, l.perUser}, {l.ips, ip, l.perIP}} {
+		w, ok := c.cache.Peek(c.key)
+		if !ok || now.After(w.until) {
+			w = &window{until: now.Add(l.window)}
+			c.cache.Add(c.key, w)
+		}
+		if w.count >= c.limit {
+			wait = max(wait, w.until.Sub(now))
+		}
+		windows[i] = w
+	}
+	if wait > 0 {
+		return true, wait
+	}
+	for _, w := range windows {
+		w.count++
+	}
+	return false, 0
+}
+
+// succeed takes back the attempt of a good login: the user's failures are
+// cleared and the IP's attempt is not counted as a failure.
+func (l *limiter) succeed(user, ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.users.Remove(user)
+	if w, ok := l.ips.Peek(ip); ok && w.count > 0 {
+		w.count--
+	}
+}

@@ -1,0 +1,195 @@
+// Package web is hubgate's site: one route table that says which paths are
+// public, which need a session and which need an admin; the /user/ handler
+// (authenticate, authorize, resolve, proxy); the home page, the admin page
+// and the JSON API. Every refusal is answered through pages.Problem, as a
+// page or as JSON.
+package web
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/hubgate/hubgate/caddymodule/assertion"
+	"github.com/hubgate/hubgate/caddymodule/hub"
+	"github.com/hubgate/hubgate/caddymodule/login"
+	"github.com/hubgate/hubgate/caddymodule/pages"
+	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/policies"
+)
+
+// DefaultStartWait is how long a request waits for a start before the
+// progress page (or a 503) answers it.
+const DefaultStartWait = 3 * time.Second
+
+// Options are the parts the site is made of.
+type Options struct {
+	Login  *login.Authenticator
+	Hub    *hub.Runtime
+	Proxy  *hub.Proxy
+	Pages  *pages.Renderer
+	Policy func() *policies.Policy
+	// PolicyStatus is the last policy reload's result.
+	PolicyStatus func() policies.ReloadResult
+	// Signer signs the identity assertion; nil when it is off.
+	Signer *assertion.Signer
+	Logger *zap.Logger
+	Audit  *zap.Logger
+	// StartWait: see DefaultStartWait.
+	StartWait time.Duration
+}
+
+// Site serves every path of the site hubgate is placed in.
+type Site struct {
+	o      Options
+	routes []route
+}
+
+// access is who may use a route.
+type access int
+
+const (
+	public access = iota // no session needed
+	user                 // a session of a user the policy knows of
+	admin                // an admin's session (or, for the API, a token)
+)
+
+type route struct {
+	match  func(path string) bool
+	access access
+	serve  func(w http.ResponseWriter, r *http.Request, s *session.Session) error
+}
+
+func exact(paths ...string) func(string) bool {
+	return func(p string) bool {
+		for _, x := range paths {
+			if p == x {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func prefix(pre string) func(string) bool {
+	return func(p string) bool { return strings.HasPrefix(p, pre) }
+}
+
+// New builds the site.
+func New(o Options) *Site {
+	if o.StartWait <= 0 {
+		o.StartWait = DefaultStartWait
+	}
+	s := &Site{o: o}
+	lg := o.Login
+	s.routes = []route{
+		// Public: the way in, and what load balancers and apps fetch.
+		{exact("/hub/health"), public, s.serveHealth},
+		{exact("/hub/login"), public, noSession(lg.ServeLogin)},
+		{exact("/hub/logout"), public, noSession(lg.ServeLogout)},
+		{exact("/hub/oauth_callback"), public, noSession(lg.ServeOAuthCallback)},
+		{prefix("/hub/oauth_start/"), public, func(w http.ResponseWriter, r *http.Request, _ *session.Session) error {
+			return lg.ServeOAuthStart(w, r, strings.TrimPrefix(r.URL.Path, "/hub/oauth_start/"))
+		}},
+		{exact("/hub/.well-known/jwks.json"), public, s.serveJWKS},
+		// The API authenticates its own callers (tokens or admin sessions).
+		{prefix("/hub/api/"), public, s.serveAPI},
+		// A user's session.
+		{prefix("/user/"), user, s.serveUser},
+		{exact("/", "/hub", "/hub/", "/hub/home"), user, s.serveHome},
+		{exact("/hub/stop"), user, s.serveStop},
+		// Admins.
+		{exact("/hub/admin"), admin, s.serveAdmin},
+	}
+	return s
+}
+
+func noSession(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request, *session.Session) error {
+	return func(w http.ResponseWriter, r *http.Request, _ *session.Session) error { return h(w, r) }
+}
+
+// ServeHTTP finds the route, checks its access once, and serves it.
+func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	for _, rt := range s.routes {
+		if !rt.match(r.URL.Path) {
+			continue
+		}
+		if rt.access == public {
+			return rt.serve(w, r, nil)
+		}
+		sess := s.o.Login.Authenticate(r)
+		if sess == nil {
+			return s.needLogin(w, r)
+		}
+		setUserPlaceholders(r, sess)
+		pol := s.o.Policy()
+		if !pol.Known(sess.User, sess.Groups) {
+			return s.refuse(w, r, sess, http.StatusForbidden, "Your account is not in this hub's policy. Ask an admin to add you.", "not_in_policy")
+		}
+		if rt.access == admin && !pol.IsAdmin(sess.User) {
+			return s.refuse(w, r, sess, http.StatusForbidden, "The admin page is for admins only.", "not_admin")
+		}
+		return rt.serve(w, r, sess)
+	}
+	sess := s.o.Login.Authenticate(r)
+	if sess == nil {
+		return s.needLogin(w, r)
+	}
+	return s.o.Pages.Problem(w, r, http.StatusNotFound, s.o.Login.Frame(sess, "Not found"), "There is nothing at this address.", "", nil)
+}
+
+// setUserPlaceholders publishes the user like Caddy's authentication
+// handler does, so access logs and later directives see who it was.
+func setUserPlaceholders(r *http.Request, s *session.Session) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	repl.Set("http.auth.user.id", s.User)
+	repl.Set("http.auth.user.provider", s.Provider)
+}
+
+// serveHealth answers load balancers: ready once the policy is loaded and
+// sessions can be checked. It needs no login and shows no names.
+func (s *Site) serveHealth(w http.ResponseWriter, _ *http.Request, _ *session.Session) error {
+	res := s.o.PolicyStatus()
+	st := s.o.Hub.Stats()
+	ready := s.o.Policy() != nil && s.o.Login.Ready()
+	status, code := "ok", http.StatusOK
+	if !ready {
+		status, code = "starting", http.StatusServiceUnavailable
+	}
+	return pages.WriteJSON(w, code, map[string]any{
+		"status":           status,
+		"policy_last_ok":   res.OK,
+		"policy_reloaded":  res.Time,
+		"routes_cached":    st.RoutesCached,
+		"routes_listed":    s.o.Hub.Warmed(),
+		"starts_in_flight": st.StartsInFlight,
+	})
+}
+
+// serveJWKS publishes the assertion's public key; it needs no login.
+func (s *Site) serveJWKS(w http.ResponseWriter, r *http.Request, _ *session.Session) error {
+	if s.o.Signer == nil {
+		return pages.WriteJSON(w, http.StatusNotFound, map[string]any{"error": "no identity assertion is configured"})
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return pages.WriteJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": "method not allowed"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(s.o.Signer.JWKS())
+	return err
+}
+
+// context for work that must finish even if the client leaves.
+func detached(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
