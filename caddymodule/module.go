@@ -336,7 +336,7 @@ var loginStates = caddy.NewUsagePool()
 func (h *Handler) loadRuntime(tokens hub.TokenDeriver, audit *zap.Logger) (*hub.Runtime, string, error) {
 	key := fmt.Sprintf("%s|docker|%s|%s|%t", h.Name, h.Docker.Host, h.Docker.Network, *h.Docker.Isolate)
 	val, _, err := runtimes.LoadOrNew(key, func() (caddy.Destructor, error) {
-		logger := caddy.Log().Named("hubgate.hub").With(zap.String("deployment", h.Name))
+		logger := caddy.Log().Named("hubgate.hub")
 		sp, err := docker.New(docker.Config{
 			Host:    h.Docker.Host,
 			Network: h.Docker.Network,

@@ -40,6 +40,9 @@ type ProxyConfig struct {
 	MaxIdleConnsPerHost int
 	// AssertionHeader carries Visitor.Assertion (when set).
 	AssertionHeader string
+	// StripHeaders are request header names, beyond the rule's, that
+	// never reach an app (see headers.go).
+	StripHeaders []string
 }
 
 // Proxy sends authorized requests to routes through Caddy's own reverse
@@ -49,6 +52,7 @@ type Proxy struct {
 	rt     *Runtime
 	rp     *reverseproxy.Handler
 	cfg    ProxyConfig
+	rules  *headerRules
 	logger *zap.Logger
 }
 
@@ -73,7 +77,7 @@ func NewProxy(ctx caddy.Context, rt *Runtime, cfg ProxyConfig) (*Proxy, error) {
 	if err := rp.Provision(ctx); err != nil {
 		return nil, fmt.Errorf("provision reverse proxy: %w", err)
 	}
-	return &Proxy{rt: rt, rp: rp, cfg: cfg, logger: ctx.Logger()}, nil
+	return &Proxy{rt: rt, rp: rp, cfg: cfg, rules: newHeaderRules(cfg.StripHeaders), logger: ctx.Logger()}, nil
 }
 
 // Cleanup releases the reverse proxy.
@@ -90,13 +94,15 @@ func (upstreamSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 	return nil, errors.New("no hubgate route for this request")
 }
 
-// Serve sends the request to the route's container: identity headers a
-// client may have sent are removed, hubgate's cookies are not forwarded,
-// and the container secret and the visitor's identity are added. A
-// websocket is registered (so logout and policy changes can close it) and
-// its data frames count as activity.
-func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route, v Visitor) error {
-	StripIdentityHeaders(r.Header)
+// Serve sends the request to the route's container: identity and
+// forwarding headers a client may have sent are removed (headers.go),
+// hubgate's cookies are not forwarded, and the container secret and the
+// visitor's identity are added. The app's answer may not set hubgate's
+// cookies nor redirect out of prefix (response.go). A websocket is
+// registered (so logout and policy changes can close it), ends with the
+// session, and its data frames count as activity.
+func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route, v Visitor, prefix string) error {
+	p.rules.apply(r)
 	session.StripOurCookies(r.Header)
 	r.Header.Set("Authorization", rt.auth)
 	r.Header.Set("X-Hubgate-User", v.User)
@@ -108,6 +114,8 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route, v Visit
 	}
 	rt.touch()
 	caddyhttp.SetVar(r.Context(), varRoute, rt)
+	rf := &responseFilter{ResponseWriter: w, host: r.Host, prefix: prefix}
+	w = rf
 	if reqkind.IsUpgrade(r) {
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
@@ -128,6 +136,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route, v Visit
 		w = aw
 	}
 	err := p.rp.ServeHTTP(w, r, nil)
+	if rf.dropped > 0 {
+		p.logger.Warn("app response headers dropped: hubgate cookies or redirects out of the server",
+			zap.String("user", rt.user), zap.String("server", rt.server), zap.Int("dropped", rf.dropped))
+	}
 	if err != nil {
 		var he caddyhttp.HandlerError
 		if errors.As(err, &he) && (he.StatusCode == http.StatusBadGateway || he.StatusCode == http.StatusServiceUnavailable || he.StatusCode == http.StatusGatewayTimeout) {

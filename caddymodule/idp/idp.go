@@ -11,8 +11,6 @@ package idp
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/oauth2"
+
+	"github.com/hubgate/hubgate/internal/randid"
 )
 
 // Provider kinds.
@@ -81,17 +81,11 @@ type Flow struct {
 // NewFlow returns a flow with fresh random state, nonce and verifier.
 func NewFlow(redirectURI string) Flow {
 	return Flow{
-		State:       randomString(24),
-		Nonce:       randomString(24),
+		State:       randid.New(24),
+		Nonce:       randid.New(24),
 		Verifier:    oauth2.GenerateVerifier(),
 		RedirectURI: redirectURI,
 	}
-}
-
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // Provider is one way to log in.

@@ -19,9 +19,8 @@ type Sealer interface {
 	Open(purpose, sealed string, v any) error
 }
 
-// PurposeToken is the sealing purpose of stored GitHub tokens. It equals
-// session.PurposeToken (repeated here to keep this package free of the
-// session package).
+// PurposeToken is the sealing purpose of stored GitHub tokens (distinct
+// from every purpose of the session package).
 const PurposeToken = "hubgate github token v1"
 
 // Store keeps what must outlive a login in Caddy's storage, shared by

@@ -189,7 +189,7 @@ func (a *Authenticator) GitURL() string {
 func (a *Authenticator) problem(w http.ResponseWriter, r *http.Request, status int, msg, reason, provider string, fields ...zap.Field) error {
 	a.o.Audit.Warn("login failed", append(fields, zap.String("provider", provider), zap.String("remote_ip", ClientIP(r)), zap.String("reason", reason))...)
 	w.Header().Set("Cache-Control", "no-store")
-	return a.o.Pages.Problem(w, r, status, pages.Frame{Title: "Login failed"}, msg, "/hub/login?retry=1", nil)
+	return a.o.Pages.Problem(w, r, status, pages.Frame{Title: "Login failed"}, msg, "/hub/login", nil)
 }
 
 // refuse answers a refused request on the login paths and counts it.

@@ -78,6 +78,8 @@ func (a *Authenticator) Revoke(ctx context.Context, s *session.Session) {
 	fields := []zap.Field{zap.String("user", s.User), zap.String("provider", s.Provider), zap.String("session", session.Tag(s.ID))}
 	if err := a.o.State.revoked.Revoke(ctx, s); err != nil {
 		a.o.Audit.Error("session revocation not stored yet; retrying, other instances may accept it until then", append(fields, zap.Error(err))...)
+	} else {
+		a.o.Audit.Info("session revoked", append(fields, zap.Time("until", time.Unix(s.Expires, 0)))...)
 	}
 	closed := a.o.SessionEnded(s.ID)
 	a.o.Audit.Info("logout", append(fields, zap.Int("streams_closed", closed))...)

@@ -1,8 +1,9 @@
 package session
 
 import (
-	"github.com/hubgate/hubgate/internal/randid"
 	"time"
+
+	"github.com/hubgate/hubgate/internal/randid"
 )
 
 // Purposes separate the kinds of sealed values: a value sealed for one
@@ -16,8 +17,7 @@ const (
 	// PurposeIDToken seals the cookie that keeps the OIDC ID token for the
 	// id_token_hint of RP-initiated logout.
 	PurposeIDToken = "hubgate id token v1"
-	// PurposeToken seals a user's GitHub token in Caddy's storage.
-	PurposeToken = "hubgate github token v1"
+	// The GitHub tokens kept in storage are sealed with idp.PurposeToken.
 )
 
 // Session is what the session cookie holds. It is small on purpose: it

@@ -37,7 +37,7 @@ func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.S
 	if done {
 		return err
 	}
-	err = s.o.Proxy.Serve(w, r, rt, s.visitor(r, sess, d.Server))
+	err = s.o.Proxy.Serve(w, r, rt, s.visitor(r, sess, d.Server), UserPrefix(sess.User, d.Server))
 	if err != nil && cached && hub.Retryable(r, err) {
 		// The cached server is gone (it died or was removed): start it
 		// again for this very request, with the same volume.
@@ -45,7 +45,7 @@ func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.S
 		if done {
 			return err
 		}
-		return s.o.Proxy.Serve(w, r, rt, s.visitor(r, sess, d.Server))
+		return s.o.Proxy.Serve(w, r, rt, s.visitor(r, sess, d.Server), UserPrefix(sess.User, d.Server))
 	}
 	return err
 }
