@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -65,6 +66,13 @@ type Spec struct {
 	HomeMount string
 	// Limits are the container's resource limits.
 	Limits Limits
+	// CapAdd are the Linux capabilities, named without "CAP_" in upper case
+	// (such as "NET_BIND_SERVICE"), given back to the container. Backends
+	// drop every other capability and set no-new-privileges.
+	CapAdd []string
+	// ReadOnlyRootFS mounts the image's root filesystem read-only, with a
+	// fresh tmpfs at /tmp; the home volume stays writable.
+	ReadOnlyRootFS bool
 	// Nonce is a random value stored in a label; the caller derives the
 	// container's secret from it. When Ensure finds an existing container,
 	// the returned Instance carries that container's nonce, which may differ
@@ -104,8 +112,16 @@ func (s Spec) Validate() error {
 	if s.Limits.MemoryBytes < 0 || s.Limits.NanoCPUs < 0 || s.Limits.Pids < 0 {
 		return errors.New("negative resource limit")
 	}
+	for _, c := range s.CapAdd {
+		if !capRE.MatchString(c) || c == "ALL" {
+			return fmt.Errorf("invalid capability %q: name one capability, such as NET_BIND_SERVICE", c)
+		}
+	}
 	return nil
 }
+
+// capRE is the shape of a capability name in Spec.CapAdd.
+var capRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 
 // ValidateUser reports whether user is acceptable as a user name: non-empty,
 // valid UTF-8, without '/', whitespace or control characters.
