@@ -100,6 +100,8 @@ type Spawner struct {
 	netMu    sync.Mutex // serialises network creation
 	netReady bool       // the network is known to exist
 	netID    string     // its ID, once known
+
+	lockStale time.Duration // networkLockStale; shorter in tests
 }
 
 // New returns a Spawner for cfg after filling in defaults. It makes no
@@ -135,7 +137,7 @@ func New(cfg Config, logger *zap.Logger) (*Spawner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker spawner: create client: %w", err)
 	}
-	return &Spawner{cfg: cfg, cli: cli, log: logger}, nil
+	return &Spawner{cfg: cfg, cli: cli, log: logger, lockStale: networkLockStale}, nil
 }
 
 // Config returns the configuration in use, defaults filled in.
