@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func load(paths []string) (p *Policy, files []string, fingerprint []byte, err er
 	frags := make([]*fragment, 0, len(files))
 	var probs Errors
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := readFile(f)
 		if err != nil {
 			return nil, files, nil, fmt.Errorf("loading policy: %w", err)
 		}
@@ -227,4 +228,15 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 	}
 	p.index()
 	return p, nil
+}
+
+// readFile reads f, or its first MaxFileBytes+1 bytes when it is larger
+// (parseFile refuses it then), so a huge file costs no more than that.
+func readFile(f string) ([]byte, error) {
+	fh, err := os.Open(f)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	return io.ReadAll(io.LimitReader(fh, MaxFileBytes+1))
 }

@@ -88,8 +88,12 @@ type parser struct {
 // (which may be defined in another file).
 func parseFile(file string, data []byte) (*fragment, Errors) {
 	p := &parser{file: file}
+	if len(data) > MaxFileBytes {
+		p.probs = append(p.probs, tooLarge(file, int64(len(data))))
+		return &p.frag, p.probs
+	}
 	root, ok := p.decode(data)
-	if !ok || root == nil {
+	if !ok || root == nil || !p.checkBudget(root) {
 		return &p.frag, p.probs
 	}
 	p.top(root)

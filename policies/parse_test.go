@@ -283,9 +283,7 @@ api_tokens:
 			name: "self-referencing anchors do not hang",
 			yaml: "admins: &a [*a]\nimages:\n  x: &x {<<: *x}\n",
 			want: []string{
-				"policy.yaml:1: admins[0]: expected a string, got a list",
-				"policy.yaml:3: images.x: merge keys (<<) nested too deeply",
-				`policy.yaml:3: images.x.image: required: the container image to run, such as "hubgate/jupyterlab:latest"`,
+				"policy.yaml:1: alias *a is inside the node it refers to: it stands for an endless document",
 			},
 		},
 	}
