@@ -537,11 +537,12 @@ func (p *parser) user(n *yaml.Node, field string) (string, bool) {
 	return p.userName(resolve(n), s, field)
 }
 
-// userName validates a user name and returns its canonical form.
+// userName validates a user name and returns its canonical form; see
+// CanonicalUser.
 func (p *parser) userName(n *yaml.Node, s, field string) (string, bool) {
-	u := NormalizeUser(s)
-	if c := utf8.RuneCountInString(u); c < 1 || c > 64 || strings.IndexFunc(u, badNameRune) >= 0 || strings.ContainsRune(u, '/') {
-		p.add(n, field, "invalid user name %q: use 1 to 64 characters, without white space, control characters or '/'", s)
+	u, err := CanonicalUser(s)
+	if err != nil {
+		p.add(n, field, "invalid %v", err)
 		return "", false
 	}
 	return u, true

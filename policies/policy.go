@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hubgate/hubgate/policies/username"
 )
 
 // Policy is one validated, immutable policy. Never mutate it, or anything
@@ -198,11 +200,27 @@ type Grant struct {
 	GitHubToken bool
 }
 
-// NormalizeUser returns the canonical form of a user name: trimmed of
-// surrounding white space and lower-cased. Every user name in a Policy is
-// in this form, and the methods of Policy expect user names in this form.
+// CanonicalUser returns the canonical form of a user name (lower-cased) or
+// why it cannot be one: hubgate's one user-name rule, username.Canonical,
+// which refuses look-alikes (a Kelvin sign, a dotted capital I, full-width
+// letters, invisible characters, mixed scripts) rather than folding them.
+// Every user name in a Policy is in this form, and the methods of Policy
+// expect user names in this form. Identities from identity providers go
+// through it: a name it refuses must not log in.
+func CanonicalUser(raw string) (string, error) {
+	return username.Canonical(raw)
+}
+
+// NormalizeUser is CanonicalUser for lookups of names typed by a person (a
+// login form, the admin page, a URL path): surrounding ASCII white space is
+// trimmed first, and a name CanonicalUser refuses becomes "", which is no
+// one's name.
 func NormalizeUser(name string) string {
-	return strings.ToLower(strings.TrimSpace(name))
+	c, err := username.Canonical(strings.Trim(name, " \t\r\n"))
+	if err != nil {
+		return ""
+	}
+	return c
 }
 
 // NormalizeGroup returns the canonical form of an identity-provider group

@@ -16,8 +16,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/hubgate/hubgate/policies/username"
 )
 
 // ErrNotFound is returned (possibly wrapped) when the requested user's server
@@ -45,8 +45,8 @@ type Limits struct {
 
 // Spec describes the server to run for one user.
 type Spec struct {
-	// User is the canonical user name, already validated by the caller. It
-	// may contain any Unicode character except '/' and whitespace.
+	// User is the canonical user name (see username.Canonical), already
+	// validated by the caller.
 	User string
 	// Server is the server key, made of [a-z0-9-].
 	Server string
@@ -123,21 +123,10 @@ func (s Spec) Validate() error {
 // capRE is the shape of a capability name in Spec.CapAdd.
 var capRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 
-// ValidateUser reports whether user is acceptable as a user name: non-empty,
-// valid UTF-8, without '/', whitespace or control characters.
+// ValidateUser reports whether user is a user name in canonical form
+// (username.Check): Ensure creates containers for no other names.
 func ValidateUser(user string) error {
-	if user == "" {
-		return errors.New("empty user name")
-	}
-	if !utf8.ValidString(user) {
-		return fmt.Errorf("user name %q is not valid UTF-8", user)
-	}
-	for _, r := range user {
-		if r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("user name %q contains '/', whitespace or a control character", user)
-		}
-	}
-	return nil
+	return username.Check(user)
 }
 
 // ValidateServer reports whether server is a server key: one or more of

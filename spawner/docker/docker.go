@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/docker/docker/client"
 	"go.uber.org/zap"
@@ -174,8 +175,15 @@ func (s *Spawner) volumeName(user string) string {
 }
 
 // validateKey checks the user and server arguments of Get, Stop and Logs.
+// It is laxer than Ensure about the user (any non-empty UTF-8 will do), so
+// that servers of names an older release accepted can still be found and
+// stopped.
 func validateKey(user, server string) error {
-	return errors.Join(spawner.ValidateUser(user), spawner.ValidateServer(server))
+	var uerr error
+	if user == "" || !utf8.ValidString(user) {
+		uerr = fmt.Errorf("invalid user name %q", user)
+	}
+	return errors.Join(uerr, spawner.ValidateServer(server))
 }
 
 // Interface guard.
