@@ -202,6 +202,23 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 			p.APITokens[d.name] = d.val
 		}
 	}
+	p.DefaultLimits = builtinLimits
+	var defaultsAt *pos
+	for _, f := range frags {
+		for _, d := range f.defaults {
+			if defaultsAt != nil {
+				twice("defaults", d.at, *defaultsAt)
+				continue
+			}
+			defaultsAt = &d.at
+			p.DefaultLimits = d.val.set.fill(d.val.limits, builtinLimits)
+		}
+	}
+	for _, f := range frags {
+		for _, d := range f.teams {
+			d.val.Limits = f.teamSet[d.val].fill(d.val.Limits, p.DefaultLimits)
+		}
+	}
 	known := make([]string, 0, len(p.Images))
 	for k := range p.Images {
 		known = append(known, k)

@@ -50,6 +50,12 @@ type Policy struct {
 	// stored; see LookupAPIToken.
 	APITokens map[string]string
 
+	// DefaultLimits are the limits of teams that do not set them, field by
+	// field: the policy's defaults.limits, where a field it leaves out (or
+	// a policy without defaults) takes the built-in DefaultMemory and
+	// DefaultPids (no CPU limit). Every Team's Limits have them filled in.
+	DefaultLimits Limits
+
 	// Files are the files the policy was loaded from, in load order.
 	Files []string
 
@@ -95,6 +101,16 @@ type Image struct {
 	// URL is the path opened first, relative to the server's prefix
 	// /user/{name}/{server}; it always starts with "/". Default: "/".
 	URL string
+
+	// ReadOnly mounts the image's root filesystem read-only, with a fresh
+	// tmpfs at /tmp; the user's home volume stays writable. Default: false.
+	ReadOnly bool
+
+	// CapAdd are the Linux capabilities given back to the image's
+	// containers, which otherwise run with none (and no-new-privileges):
+	// upper-case names without "CAP_", such as "NET_BIND_SERVICE", sorted.
+	// In YAML "cap_add", names in any case, with or without "CAP_".
+	CapAdd []string
 }
 
 // Limits are the resource limits of a user's container. A zero field means
@@ -138,7 +154,9 @@ type Team struct {
 	// space, sorted and deduplicated.
 	Repos []string
 
-	// Limits are the resource limits of the members' containers.
+	// Limits are the resource limits of the members' containers; fields
+	// the team does not set come from Policy.DefaultLimits, and a field set
+	// to 0 means no limit.
 	Limits Limits
 
 	// IdleTimeout is how long a server may go without activity before it
