@@ -520,14 +520,3 @@ func TestProblemString(t *testing.T) {
 		}
 	}
 }
-
-func FuzzParse(f *testing.F) {
-	f.Add([]byte("admins: [a]\nimages:\n  n: {image: x}\nteams:\n  t: {members: [a], images: [n]}\n"))
-	f.Add([]byte("a: &a {<<: *a}\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := Parse("f.yaml", data)
-		if (p == nil) == (err == nil) {
-			t.Fatalf("Parse returned policy %v and error %v", p, err)
-		}
-	})
-}

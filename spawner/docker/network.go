@@ -11,6 +11,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"go.uber.org/zap"
+
+	"github.com/hubgate/hubgate/spawner"
 )
 
 // iccOption is the bridge driver option that allows inter-container traffic.
@@ -145,13 +147,11 @@ func (s *Spawner) forgetNetwork() {
 // broken (its holder died).
 const networkLockStale = 30 * time.Second
 
-// networkLockName is the name of the deployment's network-creation lock.
-// The '.' keeps it apart from every user's container: ContainerName joins
-// the prefix ([a-z0-9-]) and escaped names ([a-z0-9_]) with '-', so no
-// user and server ever map to a name with a '.' (user "network"'s server
-// "lock" is "<prefix>-network-lock").
+// networkLockName is the name of the deployment's network-creation lock,
+// which no user's container can have (see spawner.InternalName; user
+// "network"'s server "lock" is "<prefix>-network-lock").
 func networkLockName(prefix string) string {
-	return prefix + ".network-lock"
+	return spawner.InternalName(prefix, "network-lock")
 }
 
 // lockNetwork takes the deployment's network-creation lock: a container
