@@ -52,6 +52,26 @@ func Canonical(raw string) (string, error) {
 	if raw == "." || raw == ".." {
 		return "", fmt.Errorf("user name %q: not allowed", raw)
 	}
+	if plainASCII(raw) {
+		return strings.ToLower(raw), nil
+	}
+	return canonicalUnicode(raw)
+}
+
+// plainASCII reports whether s is made of printable ASCII other than the
+// path separators, which the rule maps by lower-casing alone (the common
+// case, and so the fast one; FuzzCanonical checks both paths agree).
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '/' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalUnicode is Canonical for names that are not plainASCII.
+func canonicalUnicode(raw string) (string, error) {
 	for _, r := range raw {
 		if why := forbidden(r); why != "" {
 			return "", fmt.Errorf("user name %q: contains %s, %s", raw, runeName(r), why)

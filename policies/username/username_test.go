@@ -109,6 +109,11 @@ func FuzzCanonical(f *testing.F) {
 			}
 			return
 		}
+		if plainASCII(raw) {
+			if slow, err := canonicalUnicode(raw); slow != c || err != nil {
+				t.Fatalf("Canonical(%q): fast path %q, full rule %q, %v", raw, c, slow, err)
+			}
+		}
 		again, err := Canonical(c)
 		if err != nil || again != c {
 			t.Fatalf("Canonical(%q) = %q, but Canonical(%q) = %q, %v", raw, c, c, again, err)
@@ -129,4 +134,25 @@ func FuzzCanonical(f *testing.F) {
 			t.Fatalf("Canonical(%q) = %q, not its lower case %q", raw, c, strings.ToLower(raw))
 		}
 	})
+}
+
+// TestASCIIFastPath: for every name of one or two printable ASCII
+// characters, the fast path gives what the full rule gives.
+func TestASCIIFastPath(t *testing.T) {
+	for a := rune(0x21); a < 0x7f; a++ {
+		for b := rune(0x20); b < 0x7f; b++ {
+			s := string(a)
+			if b > 0x20 {
+				s += string(b)
+			}
+			if !plainASCII(s) || s == "." || s == ".." {
+				continue
+			}
+			fast, _ := Canonical(s)
+			slow, err := canonicalUnicode(s)
+			if fast != slow || err != nil {
+				t.Fatalf("%q: fast path %q, full rule %q, %v", s, fast, slow, err)
+			}
+		}
+	}
 }
