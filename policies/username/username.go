@@ -132,7 +132,20 @@ func forbidden(r rune) string {
 	case unicode.Is(unicode.Noncharacter_Code_Point, r), !unicode.IsGraphic(r):
 		return "an unassigned, private-use or non-character code point"
 	}
+	if like, ok := latinLookalikes[r]; ok {
+		return fmt.Sprintf("a letter that looks like %q", like)
+	}
 	return ""
+}
+
+// latinLookalikes are Latin letters that NFKC keeps but that look like an
+// ASCII letter (or punctuation), so "admın" would pass for "admin". Other
+// scripts' look-alikes are caught by the mixed-script check.
+var latinLookalikes = map[rune]string{
+	'ı': "i", 'ȷ': "j", 'ɑ': "a", 'ɡ': "g", 'ɩ': "i", 'ɪ': "i", 'ʟ': "l", 'ɴ': "n",
+	'ʀ': "r", 'ʏ': "y", 'ᴀ': "a", 'ᴄ': "c", 'ᴅ': "d", 'ᴇ': "e", 'ᴊ': "j", 'ᴋ': "k",
+	'ᴍ': "m", 'ᴏ': "o", 'ᴘ': "p", 'ᴛ': "t", 'ᴜ': "u", 'ᴠ': "v", 'ᴡ': "w", 'ᴢ': "z",
+	'ꜱ': "s", 'ǀ': "l", 'ǃ': "!",
 }
 
 // normalForm refuses s unless it is in Unicode normal form NFKC, naming the

@@ -47,40 +47,42 @@ func TestCanonicalAccepts(t *testing.T) {
 // coexist with it looking the same.
 func TestCanonicalRefusesLookalikes(t *testing.T) {
 	for raw, want := range map[string]string{
-		"\u212Aelvin":           "U+212A",         // Kelvin sign: lower-cases to "k"
-		"\u0130nci":             "U+0130",         // dotted capital I: lower-cases to "i"
-		"ａｄｍｉｎ":                 "U+FF41",         // full-width letters
-		"admin\u200b":           "invisible",      // trailing zero-width space
-		"ad\u200dmin":           "invisible",      // zero-width joiner
-		"\u202eadmin":           "invisible",      // right-to-left override
-		"admin\u2066":           "invisible",      // bidi isolate
-		"ad\u00admin":           "invisible",      // soft hyphen
-		"admin\ufe0f":           "invisible",      // variation selector
-		"\u3164admin":           "invisible",      // Hangul filler
-		"\u0430dmin":            "mixes letters",  // Cyrillic а
-		"p\u0430yp\u0430l":      "mixes letters",  // Cyrillic а twice
-		"adm\u03b9n":            "mixes letters",  // Greek iota
-		"admin\u0966":           "mixes letters",  // Devanagari digit
-		"admin\u0660":           "RFC 8265",       // Arabic-Indic digit (fails the bidi rule)
-		"i\u0307":               "on \"i\"",       // what İ lower-cases to in full
-		"e\u0301":               "normal form",    // decomposed é
-		"\u01c5ungla":           "U+01C5",         // title-case digraph
-		"ma\u017fs":             "U+017F",         // long s
-		"\ufb01le":              "U+FB01",         // fi ligature
-		"x\u00b2":               "U+00B2",         // superscript two
-		"a b":                   "white space",    // space
-		"admin\u00a0":           "white space",    // no-break space
-		" admin":                "white space",    // not trimmed
-		"a/b":                   "path separator", // a path
-		"a\\b":                  "path separator", // a Windows path
-		"a\x00b":                "control",        // NUL
-		"\U0001F600":            "RFC 8265",       // emoji
-		"a\ue000":               "private-use",    // private use
-		".":                     "not allowed",    // path dot
-		"..":                    "not allowed",    // path dots
-		"":                      "empty",          // nothing
-		"\xff":                  "UTF-8",          // not UTF-8
-		strings.Repeat("a", 65): "too long",       // too long
+		"\u212Aelvin":           "U+212A",           // Kelvin sign: lower-cases to "k"
+		"\u0130nci":             "U+0130",           // dotted capital I: lower-cases to "i"
+		"ａｄｍｉｎ":                 "U+FF41",           // full-width letters
+		"admin\u200b":           "invisible",        // trailing zero-width space
+		"ad\u200dmin":           "invisible",        // zero-width joiner
+		"\u202eadmin":           "invisible",        // right-to-left override
+		"admin\u2066":           "invisible",        // bidi isolate
+		"ad\u00admin":           "invisible",        // soft hyphen
+		"admin\ufe0f":           "invisible",        // variation selector
+		"\u3164admin":           "invisible",        // Hangul filler
+		"\u0430dmin":            "mixes letters",    // Cyrillic а
+		"p\u0430yp\u0430l":      "mixes letters",    // Cyrillic а twice
+		"adm\u03b9n":            "mixes letters",    // Greek iota
+		"admin\u0966":           "mixes letters",    // Devanagari digit
+		"admin\u0660":           "RFC 8265",         // Arabic-Indic digit (fails the bidi rule)
+		"i\u0307":               "on \"i\"",         // what İ lower-cases to in full
+		"e\u0301":               "normal form",      // decomposed é
+		"\u01c5ungla":           "U+01C5",           // title-case digraph
+		"adm\u0131n":            "looks like \"i\"", // dotless i
+		"\u1d00dmin":            "looks like \"a\"", // small capital A
+		"ma\u017fs":             "U+017F",           // long s
+		"\ufb01le":              "U+FB01",           // fi ligature
+		"x\u00b2":               "U+00B2",           // superscript two
+		"a b":                   "white space",      // space
+		"admin\u00a0":           "white space",      // no-break space
+		" admin":                "white space",      // not trimmed
+		"a/b":                   "path separator",   // a path
+		"a\\b":                  "path separator",   // a Windows path
+		"a\x00b":                "control",          // NUL
+		"\U0001F600":            "RFC 8265",         // emoji
+		"a\ue000":               "private-use",      // private use
+		".":                     "not allowed",      // path dot
+		"..":                    "not allowed",      // path dots
+		"":                      "empty",            // nothing
+		"\xff":                  "UTF-8",            // not UTF-8
+		strings.Repeat("a", 65): "too long",         // too long
 	} {
 		got, err := Canonical(raw)
 		if err == nil {
