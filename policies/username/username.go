@@ -145,7 +145,7 @@ var latinLookalikes = map[rune]string{
 	'ı': "i", 'ȷ': "j", 'ɑ': "a", 'ɡ': "g", 'ɩ': "i", 'ɪ': "i", 'ʟ': "l", 'ɴ': "n",
 	'ʀ': "r", 'ʏ': "y", 'ᴀ': "a", 'ᴄ': "c", 'ᴅ': "d", 'ᴇ': "e", 'ᴊ': "j", 'ᴋ': "k",
 	'ᴍ': "m", 'ᴏ': "o", 'ᴘ': "p", 'ᴛ': "t", 'ᴜ': "u", 'ᴠ': "v", 'ᴡ': "w", 'ᴢ': "z",
-	'ꜱ': "s", 'ǀ': "l", 'ǃ': "!",
+	'ꜱ': "s", 'ǀ': "l", 'ǃ': "!", 'ʼ': "'", 'ʹ': "'", 'ˈ': "'", 'ː': ":",
 }
 
 // normalForm refuses s unless it is in Unicode normal form NFKC, naming the

@@ -66,6 +66,7 @@ func TestCanonicalRefusesLookalikes(t *testing.T) {
 		"e\u0301":               "normal form",      // decomposed é
 		"\u01c5ungla":           "U+01C5",           // title-case digraph
 		"adm\u0131n":            "looks like \"i\"", // dotless i
+		"o\u02bcbrien":          "looks like \"'\"", // modifier apostrophe
 		"\u1d00dmin":            "looks like \"a\"", // small capital A
 		"ma\u017fs":             "U+017F",           // long s
 		"\ufb01le":              "U+FB01",           // fi ligature
