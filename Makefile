@@ -19,7 +19,7 @@ TEST_TIMEOUT ?= 30m
 # unknown module stops that search, so fall through to "off" on any error.
 XCADDY_GOPROXY ?= $(shell $(GO) env GOPROXY | sed -e 's/,direct$$//' -e 's/|off$$//')|off
 
-.PHONY: all build run images test test-deps unit e2e lint check-versions clean bench
+.PHONY: all build run images test test-deps unit e2e lint check-versions clean bench fuzz fuzz-short
 
 all: build
 
@@ -101,6 +101,20 @@ test: test-deps build images lint
 ## unit: the tests that need neither Docker nor a browser
 unit:
 	$(GO) test -race -count=1 ./caddymodule/... ./policies/...
+
+## fuzz: every Go fuzz target for FUZZTIME each (default 1m), one at a
+## time (go test runs one -fuzz target per invocation); new failing inputs
+## land in the package's testdata/fuzz/ to be committed with the fix.
+## fuzz-short: the same for FUZZ_SHORT each (10s), as make test runs them.
+FUZZTIME ?= 1m
+FUZZ_SHORT ?= 10s
+FUZZ_TARGETS := ./policies:FuzzParse ./policies/username:FuzzCanonical ./spawner:FuzzContainerNames ./spawner:FuzzEscapeName
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t##*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$${t##*:}$$" -fuzztime=$(FUZZTIME) $${t%%:*}; done
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SHORT)
 
 ## bench: hubgate vs plain Caddy vs direct on loopback (wrk, websockets, cold
 ## start, 50 users at once); writes bench/results.md. BENCH_SCALE=1 adds the

@@ -31,13 +31,14 @@ teams:
     groups: ["oidc:students"]
     images: [notebook]
     repos: [org/course, org/analysis]
-    limits: {memory: 1GiB, cpus: 4}
+    limits: {memory: 1GiB, cpus: 4, pids: 0}
     idle_timeout: 30m
     max_age: 48h
   unlimited:
     members: [carol]
     images: [vscode]
     repos: [org/tools]
+    limits: {memory: 0, pids: 0}
   tokenless:
     members: [dave]
     images: [vscode]

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func load(paths []string) (p *Policy, files []string, fingerprint []byte, err er
 	frags := make([]*fragment, 0, len(files))
 	var probs Errors
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := readFile(f)
 		if err != nil {
 			return nil, files, nil, fmt.Errorf("loading policy: %w", err)
 		}
@@ -172,6 +173,23 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 			return true
 		})
 	}
+	p.DefaultLimits = builtinLimits
+	var defaultsAt *pos
+	for _, f := range frags {
+		for _, d := range f.defaults {
+			if defaultsAt != nil {
+				twice("defaults", d.at, *defaultsAt)
+				continue
+			}
+			defaultsAt = &d.at
+			p.DefaultLimits = d.val.set.fill(d.val.limits, builtinLimits)
+		}
+	}
+	for _, f := range frags {
+		for _, d := range f.teams {
+			d.val.Limits = f.teamSet[d.val].fill(d.val.Limits, p.DefaultLimits)
+		}
+	}
 	known := make([]string, 0, len(p.Images))
 	for k := range p.Images {
 		known = append(known, k)
@@ -216,4 +234,15 @@ func addOnce[T any](dst map[string]T, at map[string]pos, section string, defs []
 		at[d.name] = d.at
 		dst[d.name] = d.val
 	}
+}
+
+// readFile reads f, or its first MaxFileBytes+1 bytes when it is larger
+// (parseFile refuses it then), so a huge file costs no more than that.
+func readFile(f string) ([]byte, error) {
+	fh, err := os.Open(f)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	return io.ReadAll(io.LimitReader(fh, MaxFileBytes+1))
 }

@@ -22,8 +22,8 @@ import (
 
 // The fields each mapping of the policy file may have.
 var (
-	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens"}
-	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url"}
+	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults"}
+	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url", "read_only", "cap_add"}
 	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token"}
 	limitsFields = []string{"memory", "cpus", "pids"}
 )
@@ -75,6 +75,8 @@ type fragment struct {
 	teams    []def[*Team]
 	tokens   []def[string]
 	refs     []imageRef
+	defaults []def[limitsDef]
+	teamSet  map[*Team]limitsSet // which limits each team wrote
 }
 
 // parser walks one YAML document and collects its contents and problems.
@@ -88,8 +90,12 @@ type parser struct {
 // (which may be defined in another file).
 func parseFile(file string, data []byte) (*fragment, Errors) {
 	p := &parser{file: file}
+	if len(data) > MaxFileBytes {
+		p.probs = append(p.probs, tooLarge(file, int64(len(data))))
+		return &p.frag, p.probs
+	}
 	root, ok := p.decode(data)
-	if !ok || root == nil {
+	if !ok || root == nil || !p.checkBudget(root) {
 		return &p.frag, p.probs
 	}
 	p.top(root)
@@ -249,6 +255,8 @@ func (p *parser) top(root *yaml.Node) {
 			}
 		case "api_tokens":
 			p.tokens(e.val, field)
+		case "defaults":
+			p.defaults(e.key, e.val, field)
 		}
 	}
 }
@@ -360,6 +368,10 @@ func (p *parser) image(key, n *yaml.Node, field string) {
 				continue
 			}
 			img.URL = s
+		case "read_only":
+			img.ReadOnly, _ = p.boolean(v, f)
+		case "cap_add":
+			img.CapAdd = p.capAdd(v, f)
 		}
 	}
 	if !hasImage {
@@ -434,7 +446,12 @@ func (p *parser) team(key, n *yaml.Node, field string) {
 				}
 			}
 		case "limits":
-			t.Limits = p.limits(v, f)
+			var set limitsSet
+			t.Limits, set = p.limits(v, f)
+			if p.frag.teamSet == nil {
+				p.frag.teamSet = make(map[*Team]limitsSet)
+			}
+			p.frag.teamSet[t] = set
 		case "idle_timeout":
 			t.IdleTimeout, _ = p.duration(v, f)
 		case "max_age":
@@ -454,8 +471,9 @@ func (p *parser) team(key, n *yaml.Node, field string) {
 	p.frag.teams = append(p.frag.teams, def[*Team]{name: key.Value, at: p.at(key), val: t})
 }
 
-func (p *parser) limits(n *yaml.Node, field string) Limits {
+func (p *parser) limits(n *yaml.Node, field string) (Limits, limitsSet) {
 	var l Limits
+	var set limitsSet
 	for _, e := range p.entries(n, field) {
 		f := joinField(field, e.key.Value)
 		if !p.known(e.key, f, limitsFields) || isNull(e.val) {
@@ -464,7 +482,7 @@ func (p *parser) limits(n *yaml.Node, field string) Limits {
 		v := resolve(e.val)
 		switch e.key.Value {
 		case "memory":
-			l.Memory, _ = p.memory(v, f)
+			l.Memory, set.memory = p.memory(v, f)
 		case "cpus":
 			cpus, ok := p.number(v, f)
 			if !ok {
@@ -474,7 +492,7 @@ func (p *parser) limits(n *yaml.Node, field string) Limits {
 				p.add(v, f, "cpus %s out of range: more than 0 and at most %d (0 means no limit)", v.Value, maxCPUs)
 				continue
 			}
-			l.CPUs = cpus
+			l.CPUs, set.cpus = cpus, true
 		case "pids":
 			pids, ok := p.integer(v, f)
 			if !ok {
@@ -484,10 +502,10 @@ func (p *parser) limits(n *yaml.Node, field string) Limits {
 				p.add(v, f, "pids %d too low: at least %d (0 means no limit)", pids, minPids)
 				continue
 			}
-			l.Pids = pids
+			l.Pids, set.pids = pids, true
 		}
 	}
-	return l
+	return l, set
 }
 
 func (p *parser) memory(n *yaml.Node, field string) (int64, bool) {
@@ -533,11 +551,12 @@ func (p *parser) user(n *yaml.Node, field string) (string, bool) {
 	return p.userName(resolve(n), s, field)
 }
 
-// userName validates a user name and returns its canonical form.
+// userName validates a user name and returns its canonical form; see
+// CanonicalUser.
 func (p *parser) userName(n *yaml.Node, s, field string) (string, bool) {
-	u := NormalizeUser(s)
-	if c := utf8.RuneCountInString(u); c < 1 || c > 64 || strings.IndexFunc(u, badNameRune) >= 0 || strings.ContainsRune(u, '/') {
-		p.add(n, field, "invalid user name %q: use 1 to 64 characters, without white space, control characters or '/'", s)
+	u, err := CanonicalUser(s)
+	if err != nil {
+		p.add(n, field, "invalid %v", err)
 		return "", false
 	}
 	return u, true

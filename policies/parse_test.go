@@ -72,7 +72,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "top level is a list",
 			yaml: "- monika\n",
-			want: []string{"policy.yaml:1: expected a mapping with admins, accounts, images, teams, api_tokens at the top level, got a list"},
+			want: []string{"policy.yaml:1: expected a mapping with admins, accounts, images, teams, api_tokens, defaults at the top level, got a list"},
 		},
 		{
 			name: "unknown fields at every level, with suggestions",
@@ -203,12 +203,32 @@ teams:
     members: [alice, "tab\there", "ctl\u0007"]
 `,
 			want: []string{
-				`policy.yaml:1: admins[0]: invalid user name "a b": use 1 to 64 characters, without white space, control characters or '/'`,
-				`policy.yaml:1: admins[1]: invalid user name "x/y": use 1 to 64 characters, without white space, control characters or '/'`,
-				`policy.yaml:1: admins[2]: invalid user name "": use 1 to 64 characters, without white space, control characters or '/'`,
-				`policy.yaml:1: admins[3]: invalid user name "` + strings.Repeat("a", 65) + `": use 1 to 64 characters, without white space, control characters or '/'`,
-				`policy.yaml:4: teams.research.members[1]: invalid user name "tab\there": use 1 to 64 characters, without white space, control characters or '/'`,
-				`policy.yaml:4: teams.research.members[2]: invalid user name "ctl\a": use 1 to 64 characters, without white space, control characters or '/'`,
+				`policy.yaml:1: admins[0]: invalid user name "a b": contains U+0020 (" "), white space`,
+				`policy.yaml:1: admins[1]: invalid user name "x/y": contains U+002F ("/"), a path separator`,
+				`policy.yaml:1: admins[2]: invalid user name "": empty`,
+				`policy.yaml:1: admins[3]: invalid user name "` + strings.Repeat("a", 65) + `": too long: 65 characters, at most 64`,
+				`policy.yaml:4: teams.research.members[1]: invalid user name "tab\there": contains U+0009, white space`,
+				`policy.yaml:4: teams.research.members[2]: invalid user name "ctl\a": contains U+0007, a control character`,
+			},
+		},
+		{
+			// M2: names that would fold into another's, or pose as it.
+			name: "look-alike user names",
+			yaml: `admins: ["\u212Amonika", " monika"]
+accounts:
+  "\u0130nci": "` + testHash + `"
+teams:
+  research:
+    members: ["ａｄｍｉｎ", "admin\u200B", "\u0430dmin", "i\u0307"]
+`,
+			want: []string{
+				`policy.yaml:1: admins[0]: invalid user name "Kmonika": contains U+212A ("K"), a variant of "K" (compatibility or width form); write "K" instead`,
+				`policy.yaml:1: admins[1]: invalid user name " monika": contains U+0020 (" "), white space`,
+				`policy.yaml:3: accounts["İnci"]: invalid user name "İnci": contains U+0130 ("İ"), which lower-cases to "i", the lower case of another letter; write the name in lower case`,
+				`policy.yaml:6: teams.research.members[0]: invalid user name "ａｄｍｉｎ": contains U+FF41 ("ａ"), a variant of "a" (compatibility or width form); write "a" instead`,
+				`policy.yaml:6: teams.research.members[1]: invalid user name "admin\u200b": contains U+200B, an invisible character (zero-width, bidi control or other default-ignorable code point)`,
+				`policy.yaml:6: teams.research.members[2]: invalid user name "аdmin": mixes letters of the Cyrillic and Latin scripts: names mixing scripts can pose as others ("аdmin" with a Cyrillic "а")`,
+				`policy.yaml:6: teams.research.members[3]: invalid user name "i̇": contains U+0307 on "i": it looks like a letter of its own; use the precomposed letter or leave the mark out`,
 			},
 		},
 		{
@@ -271,7 +291,7 @@ api_tokens:
 `,
 			want: []string{
 				"policy.yaml:2: accounts.alice: not a bcrypt hash; generate one with `caddy hash-password` and paste its output",
-				`policy.yaml:3: accounts["bob smith"]: invalid user name "bob smith": use 1 to 64 characters, without white space, control characters or '/'`,
+				`policy.yaml:3: accounts["bob smith"]: invalid user name "bob smith": contains U+0020 (" "), white space`,
 				"policy.yaml:4: accounts.carol: not a bcrypt hash; generate one with `caddy hash-password` and paste its output",
 				"policy.yaml:5: accounts.dave: not a bcrypt hash; generate one with `caddy hash-password` and paste its output",
 				"policy.yaml:7: api_tokens.ci: not a SHA-256 hash; give the token's hex SHA-256 (64 hex characters), such as the output of `printf %s TOKEN | sha256sum`",
@@ -283,9 +303,7 @@ api_tokens:
 			name: "self-referencing anchors do not hang",
 			yaml: "admins: &a [*a]\nimages:\n  x: &x {<<: *x}\n",
 			want: []string{
-				"policy.yaml:1: admins[0]: expected a string, got a list",
-				"policy.yaml:3: images.x: merge keys (<<) nested too deeply",
-				`policy.yaml:3: images.x.image: required: the container image to run, such as "hubgate/jupyterlab:latest"`,
+				"policy.yaml:1: alias *a is inside the node it refers to: it stands for an endless document",
 			},
 		},
 	}
@@ -311,7 +329,7 @@ api_tokens:
 
 func TestParseValid(t *testing.T) {
 	src := `# a comment
-admins: [" Monika ", monika, ZOË]
+admins: [Monika, monika, ZOË]
 accounts:
   Alice: "` + testHash + `"
 api_tokens:
@@ -329,7 +347,7 @@ images:
     url: /?x=1
 teams:
   research:
-    members: [bob, Alice, alice, " BOB "]
+    members: [bob, Alice, alice, BOB]
     groups: ["GitHub:Org/Team", "oidc:Researchers", "oidc:Researchers"]
     images: [rstudio, notebook, rstudio]
     repos: [org/b, org/a]
@@ -501,15 +519,4 @@ func TestProblemString(t *testing.T) {
 			t.Errorf("String() = %q, want %q", got, tt.want)
 		}
 	}
-}
-
-func FuzzParse(f *testing.F) {
-	f.Add([]byte("admins: [a]\nimages:\n  n: {image: x}\nteams:\n  t: {members: [a], images: [n]}\n"))
-	f.Add([]byte("a: &a {<<: *a}\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := Parse("f.yaml", data)
-		if (p == nil) == (err == nil) {
-			t.Fatalf("Parse returned policy %v and error %v", p, err)
-		}
-	})
 }

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hubgate/hubgate/policies/username"
 )
 
 // Policy is one validated, immutable policy. Never mutate it, or anything
@@ -47,6 +49,12 @@ type Policy struct {
 	// (64 lower-case hex characters). The tokens themselves are never
 	// stored; see LookupAPIToken.
 	APITokens map[string]string
+
+	// DefaultLimits are the limits of teams that do not set them, field by
+	// field: the policy's defaults.limits, where a field it leaves out (or
+	// a policy without defaults) takes the built-in DefaultMemory and
+	// DefaultPids (no CPU limit). Every Team's Limits have them filled in.
+	DefaultLimits Limits
 
 	// Files are the files the policy was loaded from, in load order.
 	Files []string
@@ -93,6 +101,16 @@ type Image struct {
 	// URL is the path opened first, relative to the server's prefix
 	// /user/{name}/{server}; it always starts with "/". Default: "/".
 	URL string
+
+	// ReadOnly mounts the image's root filesystem read-only, with a fresh
+	// tmpfs at /tmp; the user's home volume stays writable. Default: false.
+	ReadOnly bool
+
+	// CapAdd are the Linux capabilities given back to the image's
+	// containers, which otherwise run with none (and no-new-privileges):
+	// upper-case names without "CAP_", such as "NET_BIND_SERVICE", sorted.
+	// In YAML "cap_add", names in any case, with or without "CAP_".
+	CapAdd []string
 }
 
 // Limits are the resource limits of a user's container. A zero field means
@@ -136,7 +154,9 @@ type Team struct {
 	// space, sorted and deduplicated.
 	Repos []string
 
-	// Limits are the resource limits of the members' containers.
+	// Limits are the resource limits of the members' containers; fields
+	// the team does not set come from Policy.DefaultLimits, and a field set
+	// to 0 means no limit.
 	Limits Limits
 
 	// IdleTimeout is how long a server may go without activity before it
@@ -198,11 +218,27 @@ type Grant struct {
 	GitHubToken bool
 }
 
-// NormalizeUser returns the canonical form of a user name: trimmed of
-// surrounding white space and lower-cased. Every user name in a Policy is
-// in this form, and the methods of Policy expect user names in this form.
+// CanonicalUser returns the canonical form of a user name (lower-cased) or
+// why it cannot be one: hubgate's one user-name rule, username.Canonical,
+// which refuses look-alikes (a Kelvin sign, a dotted capital I, full-width
+// letters, invisible characters, mixed scripts) rather than folding them.
+// Every user name in a Policy is in this form, and the methods of Policy
+// expect user names in this form. Identities from identity providers go
+// through it: a name it refuses must not log in.
+func CanonicalUser(raw string) (string, error) {
+	return username.Canonical(raw)
+}
+
+// NormalizeUser is CanonicalUser for lookups of names typed by a person (a
+// login form, the admin page, a URL path): surrounding ASCII white space is
+// trimmed first, and a name CanonicalUser refuses becomes "", which is no
+// one's name.
 func NormalizeUser(name string) string {
-	return strings.ToLower(strings.TrimSpace(name))
+	c, err := username.Canonical(strings.Trim(name, " \t\r\n"))
+	if err != nil {
+		return ""
+	}
+	return c
 }
 
 // NormalizeGroup returns the canonical form of an identity-provider group

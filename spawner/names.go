@@ -82,3 +82,11 @@ func ContainerName(prefix, user, server string) string {
 func VolumeName(prefix, user string) string {
 	return prefix + "-home-" + EscapeName(user)
 }
+
+// InternalName returns the name of one of the deployment's own objects
+// (such as its network-creation lock, name "network-lock"):
+// "<prefix>.<name>". No user's container or volume has such a name: the
+// prefix and escaped names never contain '.'.
+func InternalName(prefix, name string) string {
+	return prefix + "." + name
+}

@@ -99,7 +99,7 @@ func FuzzEscapeName(f *testing.F) {
 }
 
 func TestSpecValidate(t *testing.T) {
-	good := Spec{User: "Alice.ß", Server: "notebook-2", Image: "img", Port: 8888, HomeMount: "/home/jovyan", Env: map[string]string{"A": "b"}}
+	good := Spec{User: "alice.ß", Server: "notebook-2", Image: "img", Port: 8888, HomeMount: "/home/jovyan", Env: map[string]string{"A": "b"}}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good spec: %v", err)
 	}
@@ -108,6 +108,11 @@ func TestSpecValidate(t *testing.T) {
 		"slash in user":  func(s *Spec) { s.User = "a/b" },
 		"space in user":  func(s *Spec) { s.User = "a b" },
 		"bad utf8 user":  func(s *Spec) { s.User = "a\xff" },
+		"upper user":     func(s *Spec) { s.User = "Alice" },
+		"kelvin user":    func(s *Spec) { s.User = "\u212aelvin" },
+		"invisible user": func(s *Spec) { s.User = "admin\u200b" },
+		"bad capability": func(s *Spec) { s.CapAdd = []string{"net_raw"} },
+		"all caps back":  func(s *Spec) { s.CapAdd = []string{"ALL"} },
 		"upper server":   func(s *Spec) { s.Server = "Notebook" },
 		"empty server":   func(s *Spec) { s.Server = "" },
 		"no image":       func(s *Spec) { s.Image = "" },

@@ -13,10 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/hubgate/hubgate/policies/username"
 )
 
 // ErrNotFound is returned (possibly wrapped) when the requested user's server
@@ -44,8 +45,8 @@ type Limits struct {
 
 // Spec describes the server to run for one user.
 type Spec struct {
-	// User is the canonical user name, already validated by the caller. It
-	// may contain any Unicode character except '/' and whitespace.
+	// User is the canonical user name (see username.Canonical), already
+	// validated by the caller.
 	User string
 	// Server is the server key, made of [a-z0-9-].
 	Server string
@@ -65,6 +66,13 @@ type Spec struct {
 	HomeMount string
 	// Limits are the container's resource limits.
 	Limits Limits
+	// CapAdd are the Linux capabilities, named without "CAP_" in upper case
+	// (such as "NET_BIND_SERVICE"), given back to the container. Backends
+	// drop every other capability and set no-new-privileges.
+	CapAdd []string
+	// ReadOnlyRootFS mounts the image's root filesystem read-only, with a
+	// fresh tmpfs at /tmp; the home volume stays writable.
+	ReadOnlyRootFS bool
 	// Nonce is a random value stored in a label; the caller derives the
 	// container's secret from it. When Ensure finds an existing container,
 	// the returned Instance carries that container's nonce, which may differ
@@ -104,24 +112,21 @@ func (s Spec) Validate() error {
 	if s.Limits.MemoryBytes < 0 || s.Limits.NanoCPUs < 0 || s.Limits.Pids < 0 {
 		return errors.New("negative resource limit")
 	}
-	return nil
-}
-
-// ValidateUser reports whether user is acceptable as a user name: non-empty,
-// valid UTF-8, without '/', whitespace or control characters.
-func ValidateUser(user string) error {
-	if user == "" {
-		return errors.New("empty user name")
-	}
-	if !utf8.ValidString(user) {
-		return fmt.Errorf("user name %q is not valid UTF-8", user)
-	}
-	for _, r := range user {
-		if r == '/' || unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("user name %q contains '/', whitespace or a control character", user)
+	for _, c := range s.CapAdd {
+		if !capRE.MatchString(c) || c == "ALL" {
+			return fmt.Errorf("invalid capability %q: name one capability, such as NET_BIND_SERVICE", c)
 		}
 	}
 	return nil
+}
+
+// capRE is the shape of a capability name in Spec.CapAdd.
+var capRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+
+// ValidateUser reports whether user is a user name in canonical form
+// (username.Check): Ensure creates containers for no other names.
+func ValidateUser(user string) error {
+	return username.Check(user)
 }
 
 // ValidateServer reports whether server is a server key: one or more of

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/docker/docker/client"
 	"go.uber.org/zap"
@@ -100,6 +101,8 @@ type Spawner struct {
 	netMu    sync.Mutex // serialises network creation
 	netReady bool       // the network is known to exist
 	netID    string     // its ID, once known
+
+	lockStale time.Duration // networkLockStale; shorter in tests
 }
 
 // New returns a Spawner for cfg after filling in defaults. It makes no
@@ -135,7 +138,7 @@ func New(cfg Config, logger *zap.Logger) (*Spawner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker spawner: create client: %w", err)
 	}
-	return &Spawner{cfg: cfg, cli: cli, log: logger}, nil
+	return &Spawner{cfg: cfg, cli: cli, log: logger, lockStale: networkLockStale}, nil
 }
 
 // Config returns the configuration in use, defaults filled in.
@@ -172,8 +175,15 @@ func (s *Spawner) volumeName(user string) string {
 }
 
 // validateKey checks the user and server arguments of Get, Stop and Logs.
+// It is laxer than Ensure about the user (any non-empty UTF-8 will do), so
+// that servers of names an older release accepted can still be found and
+// stopped.
 func validateKey(user, server string) error {
-	return errors.Join(spawner.ValidateUser(user), spawner.ValidateServer(server))
+	var uerr error
+	if user == "" || !utf8.ValidString(user) {
+		uerr = fmt.Errorf("invalid user name %q", user)
+	}
+	return errors.Join(uerr, spawner.ValidateServer(server))
 }
 
 // Interface guard.

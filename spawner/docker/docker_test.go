@@ -175,7 +175,7 @@ func TestNewValidatesWithoutEngine(t *testing.T) {
 func TestEnsureCreatesContainerAndVolume(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxFor(t, 60*time.Second)
-	user := "Ålice.B-x"
+	user := "ålice.b-x"
 	spec, tok := h.spec(user)
 	spec.Limits = spawner.Limits{MemoryBytes: 256 << 20, NanoCPUs: 500_000_000, Pids: 100}
 
@@ -553,7 +553,7 @@ func TestListAfterRestart(t *testing.T) {
 	h := newHarness(t)
 	ctx := ctxFor(t, 60*time.Second)
 	want := map[string]spawner.Instance{}
-	for _, u := range []string{"hank", "Hank", "home"} {
+	for _, u := range []string{"hank", "hank.b", "home"} {
 		spec, _ := h.spec(u)
 		inst, err := h.s.Ensure(ctx, spec)
 		if err != nil {

@@ -259,6 +259,7 @@ func (s *Spawner) containerConfig(spec spawner.Spec, vol string) (*container.Con
 			NanoCPUs: spec.Limits.NanoCPUs,
 		},
 	}
+	harden(hostCfg, spec)
 	if spec.Limits.Pids > 0 {
 		pids := spec.Limits.Pids
 		hostCfg.Resources.PidsLimit = &pids

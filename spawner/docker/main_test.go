@@ -23,6 +23,10 @@ import (
 // testImage is built by images/testapp/build.sh in TestMain.
 const testImage = "hubgate/testapp:latest"
 
+// netTestImage, the attacker of the hardening tests, is built by
+// images/nettest/build.sh in TestMain.
+const netTestImage = "hubgate/nettest:latest"
+
 // runID prefixes every object this test run creates, so that runs never
 // collide and TestMain can sweep what a failed test left behind.
 var runID string
@@ -55,9 +59,11 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 
-	if err := buildTestImage(); err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: spawner/docker tests: build %s: %v\n", testImage, err)
-		return 1
+	for dir, tag := range map[string]string{"testapp": testImage, "nettest": netTestImage} {
+		if err := buildTestImage(dir, tag); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: spawner/docker tests: build %s: %v\n", tag, err)
+			return 1
+		}
 	}
 
 	b := make([]byte, 4)
@@ -72,12 +78,12 @@ func runTests(m *testing.M) int {
 	return code
 }
 
-// buildTestImage runs images/testapp/build.sh, which does nothing when the
+// buildTestImage runs images/DIR/build.sh, which does nothing when the
 // image is up to date.
-func buildTestImage() error {
+func buildTestImage(dir, tag string) error {
 	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "images", "testapp", "build.sh")
-	cmd := exec.Command("sh", script, testImage)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "images", dir, "build.sh")
+	cmd := exec.Command("sh", script, tag)
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {

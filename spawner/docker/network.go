@@ -11,6 +11,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"go.uber.org/zap"
+
+	"github.com/hubgate/hubgate/spawner"
 )
 
 // iccOption is the bridge driver option that allows inter-container traffic.
@@ -145,11 +147,18 @@ func (s *Spawner) forgetNetwork() {
 // broken (its holder died).
 const networkLockStale = 30 * time.Second
 
+// networkLockName is the name of the deployment's network-creation lock,
+// which no user's container can have (see spawner.InternalName; user
+// "network"'s server "lock" is "<prefix>-network-lock").
+func networkLockName(prefix string) string {
+	return spawner.InternalName(prefix, "network-lock")
+}
+
 // lockNetwork takes the deployment's network-creation lock: a container
 // (created, never started) whose fixed name only one process can hold. It
 // waits while another process holds it and returns the release func.
 func (s *Spawner) lockNetwork(ctx context.Context, image string) (func(), error) {
-	name := s.cfg.Prefix + "-network-lock"
+	name := networkLockName(s.cfg.Prefix)
 	for {
 		cctx, cancel := s.apiCtx(ctx)
 		resp, err := s.cli.ContainerCreate(cctx,
@@ -171,7 +180,7 @@ func (s *Spawner) lockNetwork(ctx context.Context, image string) (func(), error)
 		c, ierr := s.cli.ContainerInspect(ictx, name)
 		cancel()
 		if ierr == nil {
-			if created, perr := time.Parse(time.RFC3339Nano, c.Created); perr == nil && time.Since(created) > networkLockStale {
+			if created, perr := time.Parse(time.RFC3339Nano, c.Created); perr == nil && time.Since(created) > s.lockStale {
 				rctx, cancel := s.apiCtx(ctx)
 				_ = s.cli.ContainerRemove(rctx, c.ID, container.RemoveOptions{Force: true})
 				cancel()
