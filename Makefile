@@ -43,7 +43,7 @@ check-versions:
 
 ## images: the test images the default policy and the tests use; each is
 ## rebuilt only when its inputs change (hubgate/jupyter-debian, Jupyter with
-## Python 3 and R: debootstrap, about 6 min and ~700 MB the first time,
+## Python 3 and R: debootstrap, about 5-10 min and ~510 MB the first time,
 ## needs root)
 images: image-testapp
 	images/jupyter-debian/build.sh hubgate/jupyter-debian:latest
@@ -63,7 +63,7 @@ images-prod:
 ## run: build, build the images the example policy uses, serve
 ## https://localhost:8443 with a local account. The Jupyter notebook
 ## (example-notebook.yaml) is offered when hubgate/jupyter-debian is built
-## or can be (root, the first time about 6 min); else the test app only,
+## or can be (root, the first time 5-10 min); else the test app only,
 ## with a message saying why. HUBGATE_RUN_NOTEBOOK=off skips it.
 run: build image-testapp
 	@mkdir -p .run/policy

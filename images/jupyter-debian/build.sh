@@ -3,8 +3,8 @@
 # image of `make run` and the tests (Python 3 and R kernels), with no
 # registry:
 #   1. rootfs.sh debootstraps Debian 12 and imports it as
-#      hubgate/jupyter-debian-base:<first 12 hex of its sum> (about 5-8 min
-#      on 2 cores, most of it debootstrap and apt-get; ~740 MB), labelled
+#      hubgate/jupyter-debian-base:<first 12 hex of its sum> (5-10 min
+#      on 2 cores, most of it debootstrap and apt-get; ~510 MB), labelled
 #      hubgate.inputs.sum=<sha256 of rootfs.sh>. The tag names the inputs,
 #      so checkouts with different rootfs.sh files keep their own base
 #      instead of rebuilding each other's;

@@ -19,6 +19,9 @@ without() {
 if [ "${HUBGATE_RUN_NOTEBOOK:-on}" = off ]; then
 	without "HUBGATE_RUN_NOTEBOOK=off."
 fi
+if ! docker version >/dev/null 2>&1; then
+	without "the Docker engine is not reachable."
+fi
 state=$("$dir/build.sh" --status "$tag") || without "cannot ask the Docker engine about $tag."
 case $state in
 current)
@@ -35,9 +38,10 @@ rootfs)
 	if ! command -v debootstrap >/dev/null && ! command -v apt-get >/dev/null; then
 		without "$tag is not built yet, and building it needs Debian's debootstrap, which is not installed (and there is no apt-get to install it)."
 	fi
-	say "building the Jupyter image $tag the first time: about 6 minutes on 2 cores"
-	say "(debootstrap of a minimal Debian 12, then apt-get of Jupyter Notebook, Python 3, R and"
-	say "IRkernel from the Debian mirror, ~250 MB of downloads; the image is ~700 MB). Later runs reuse it."
+	say "building the Jupyter image $tag the first time: about 5-10 minutes on 2 cores,"
+	say "because it is made here without a registry: debootstrap of a minimal Debian 12, then apt-get"
+	say "of Jupyter Notebook, Python 3, R and IRkernel from the Debian mirror (~510 MB image)."
+	say "Later runs reuse it; set HUBGATE_RUN_NOTEBOOK=off to skip it."
 	;;
 *)
 	without "build.sh --status said \"$state\"."
