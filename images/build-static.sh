@@ -3,6 +3,10 @@
 # program in DIR: the static binary (CGO_ENABLED=0) is compiled into a
 # temporary build context next to DIR/Dockerfile, which copies BINARY.
 #
+# The context also holds an empty folder, empty/, for a Dockerfile that
+# needs an empty directory with an owner (COPY --chown=1000:1000 empty/
+# /home/x/): Docker gives a new named volume mounted there the same owner.
+#
 # The image is labelled hubgate.inputs.sum=<sha256 of DIR's Go files, its
 # Dockerfile, go.sum and this script>; while the image tagged TAG carries
 # the current sum the build is skipped, so tests can call it every run.
@@ -29,6 +33,7 @@ trap 'rm -rf "$ctx"' EXIT INT TERM
 
 (cd "$dir" && CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags='-s -w' -o "$ctx/$bin" .)
 cp "$dir/Dockerfile" "$ctx/Dockerfile"
+mkdir "$ctx/empty"
 
 old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 DOCKER_BUILDKIT=0 docker build -q --label "hubgate.inputs.sum=$sum" -t "$tag" "$ctx" >"$ctx/build.log" 2>&1 || {

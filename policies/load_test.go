@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // writeFiles creates files (name -> content) under dir.
@@ -179,9 +181,9 @@ func TestExamplePolicy(t *testing.T) {
 	if got, want := p.Summary(), "1 team, 1 image, 2 members, 1 admin, 0 local accounts from example.yaml"; got != want {
 		t.Errorf("Summary() = %q, want %q", got, want)
 	}
-	img := p.Images["notebook"]
-	if img == nil || img.Image != "hubgate/testapp:latest" || img.Port != 8888 || img.Description != "Test app" {
-		t.Errorf("notebook = %+v", img)
+	img := p.Images["testapp"]
+	if img == nil || img.Image != "hubgate/testapp:latest" || img.Port != 8888 || !strings.HasPrefix(img.Description, "Test app") {
+		t.Errorf("testapp = %+v", img)
 	}
 	r := p.Teams["research"]
 	if r == nil || r.Limits != (Limits{Memory: 1 << 30, CPUs: 1, Pids: 512}) || r.IdleTimeout.String() != "2h0m0s" {
@@ -190,7 +192,49 @@ func TestExamplePolicy(t *testing.T) {
 	if len(p.Accounts) != 0 {
 		t.Errorf("example.yaml has local accounts")
 	}
-	if !p.Allowed("alice", nil, "notebook") || !p.Allowed("someone", []string{"oidc:researchers"}, "notebook") {
+	if !p.Allowed("alice", nil, "testapp") || !p.Allowed("someone", []string{"oidc:researchers"}, "testapp") {
 		t.Errorf("example.yaml does not let its members in")
+	}
+	// Alone (make run without the Jupyter image) it offers the test app only.
+	if g := p.Grant("admin", nil); !slices.Equal(g.Images, []string{"testapp"}) {
+		t.Errorf("admin's images from example.yaml alone: %v, want [testapp]", g.Images)
+	}
+}
+
+// make run serves example.yaml and example-notebook.yaml as one folder
+// when the Jupyter image is built: both servers, for the same people.
+func TestExamplePolicyWithNotebook(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"example.yaml", "example-notebook.yaml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := Load(dir)
+	if err != nil {
+		t.Fatalf("example.yaml + example-notebook.yaml do not load:\n%v", err)
+	}
+	nb := p.Images["notebook"]
+	if nb == nil || nb.Image != "hubgate/jupyter-debian:latest" || nb.Port != 8888 || nb.Home != "/home/jovyan" {
+		t.Fatalf("notebook = %+v", nb)
+	}
+	for _, who := range []struct {
+		user   string
+		groups []string
+	}{{"admin", nil}, {"alice", nil}, {"someone", []string{"oidc:researchers"}}} {
+		g := p.Grant(who.user, who.groups)
+		if !slices.Equal(g.Images, []string{"notebook", "testapp"}) {
+			t.Errorf("%s gets %v, want [notebook testapp]", who.user, g.Images)
+		}
+		if g.Limits.Memory != 2<<30 || g.IdleTimeout != 2*time.Hour {
+			t.Errorf("%s gets limits %+v, idle %s", who.user, g.Limits, g.IdleTimeout)
+		}
+	}
+	if p.Allowed("bob", nil, "notebook") {
+		t.Errorf("bob, in no team, may start the notebook")
 	}
 }

@@ -1,9 +1,9 @@
 #!/bin/bash
 # rootfs.sh TAG SUM: makes the base of hubgate/jupyter-debian without a
 # registry: debootstrap a minimal Debian 12 (bookworm), apt-get Debian's
-# classic Jupyter Notebook, ipykernel and git inside it, add the user jovyan
-# (uid 1000) and `docker import` the tree as TAG, labelled
-# hubgate.inputs.sum=SUM. Called by build.sh, which decides when it is
+# classic Jupyter Notebook, ipykernel, R with IRkernel and git inside it,
+# check that Jupyter lists both kernels, add the user jovyan (uid 1000) and
+# `docker import` the tree as TAG, labelled hubgate.inputs.sum=SUM. Called by build.sh, which decides when it is
 # needed; needs root, debootstrap and a Debian mirror.
 #
 # The mirror is $DEBIAN_MIRROR, else the first Debian URI apt is set up with
@@ -14,8 +14,11 @@ tag=$1
 sum=$2
 suite=bookworm
 # Debian's packages, installed without recommends. jupyter-notebook is the
-# classic Notebook 6.4 (NotebookApp options, UI at /tree).
-packages=(jupyter-notebook python3-ipykernel git ca-certificates tini)
+# classic Notebook 6.4 (NotebookApp options, UI at /tree); r-cran-irkernel
+# is IRkernel 1.3 for Debian's R 4.2 (r-base-core) and installs its
+# kernelspec as /usr/share/jupyter/kernels/ir, so Jupyter lists "R" beside
+# "Python 3" with no `IRkernel::installspec()`.
+packages=(jupyter-notebook python3-ipykernel r-base-core r-cran-irkernel git ca-certificates tini)
 
 mirror=${DEBIAN_MIRROR:-}
 if [ -z "$mirror" ]; then
@@ -88,6 +91,14 @@ in_root apt-get install -y -qq --no-install-recommends "${packages[@]}" >"$work/
 	tail -n 40 "$work/apt.log" >&2
 	exit 1
 }
+# Both kernels are registered where every user's Jupyter finds them, asked
+# the way Notebook asks (the `jupyter kernelspec` command is in Debian's
+# jupyter-client, which nothing here needs).
+in_root python3 -c 'import json, sys
+from jupyter_client.kernelspec import KernelSpecManager
+specs = KernelSpecManager().find_kernel_specs()
+missing = [k for k in sys.argv[1:] if k not in specs]
+sys.exit("rootfs.sh: Jupyter does not list the kernels %s (it lists %s)" % (missing, json.dumps(specs)) if missing else 0)' python3 ir
 in_root useradd --create-home --uid 1000 --user-group --shell /bin/bash --home-dir /home/jovyan jovyan
 in_root apt-get clean
 umount "$root/proc"
