@@ -245,6 +245,7 @@ func (h *Handler) buildProviders() ([]idp.Provider, error) {
 			GroupsClaim:          c.GroupsClaim,
 			RequireEmailVerified: c.RequireEmailVerified,
 			Label:                c.Label,
+			BareGroups:           len(h.OIDC) == 1,
 		}))
 	}
 	if g := h.GitHub; g != nil {

@@ -217,6 +217,10 @@ func (rt *Runtime) spec(ctx context.Context, req StartRequest, timeout time.Dura
 		Env:       env,
 		HomeMount: img.Home,
 		Nonce:     nonce,
+		CapAdd:    img.CapAdd,
+		// A read-only root keeps a fresh tmpfs at /tmp; the home volume
+		// stays writable.
+		ReadOnlyRootFS: img.ReadOnly,
 		Meta: map[string]string{
 			MetaIdleTimeout: strconv.FormatFloat(grant.IdleTimeout.Seconds(), 'f', -1, 64),
 			MetaMaxAge:      strconv.FormatFloat(grant.MaxAge.Seconds(), 'f', -1, 64),

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/hubgate/hubgate/policies/username"
 )
 
 // GitHub defaults.
@@ -190,7 +192,7 @@ func (g *GitHub) Exchange(ctx context.Context, code string, f Flow) (*Identity, 
 		Provider: KindGitHub,
 		Kind:     KindGitHub,
 		Subject:  strconv.FormatInt(u.ID, 10),
-		User:     strings.ToLower(u.Login),
+		User:     u.Login,
 		Name:     sanitizeText(u.Name, 128),
 		Email:    email,
 		Groups:   groups,
@@ -258,9 +260,11 @@ func (g *GitHub) user(ctx context.Context, token string) (*ghUser, error) {
 	if st != http.StatusOK || u.ID == 0 || u.Login == "" {
 		return nil, fmt.Errorf("%w: GET /user: status %d", ErrUnavailable, st)
 	}
-	if !ValidUser(strings.ToLower(u.Login)) {
-		return nil, refuse("bad_username", "Your GitHub login cannot be used as a user name here.", nil)
+	name, err := username.Canonical(u.Login)
+	if err != nil {
+		return nil, refuse("bad_username", "Your GitHub login cannot be used as a user name here: "+err.Error()+".", err)
 	}
+	u.Login = name
 	return &u, nil
 }
 

@@ -179,30 +179,11 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ValidUser reports whether name (already canonical) can be a hubgate
-// user name: 1 to 64 characters, no white space, control character or
-// '/', the rule the policy applies to its member names.
-func ValidUser(name string) bool {
-	n := utf8.RuneCountInString(name)
-	if n < 1 || n > 64 || strings.ContainsRune(name, '/') || name == "." || name == ".." {
-		return false
-	}
-	return strings.IndexFunc(name, func(r rune) bool {
-		return unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError || r == '\\'
-	}) < 0
-}
-
-// canonicalUser is policies.NormalizeUser, repeated here so this package
-// does not depend on the policy package.
-func canonicalUser(s string) string {
-	return strings.ToLower(strings.TrimSpace(s))
-}
-
 // SanitizeEmail turns an email address into a user name: lower-cased,
 // and only if it is a plain address (letters, digits and ._%+- before a
 // single @, a domain of letters, digits, dots and dashes); otherwise "".
 func SanitizeEmail(email string) string {
-	e := canonicalUser(email)
+	e := strings.ToLower(strings.TrimSpace(email))
 	local, domain, ok := strings.Cut(e, "@")
 	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") || len(e) > 64 {
 		return ""

