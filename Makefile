@@ -105,7 +105,7 @@ lint:
 ## test: everything, against the real Docker engine, Caddy and Chromium
 ## (packages one at a time: their containers and networks would otherwise
 ## disturb each other's browser tests)
-test: test-deps build images lint
+test: test-deps build images lint fuzz-short
 	HUBGATE_CADDY=$(CADDY) $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 ## unit: the tests that need neither Docker nor a browser

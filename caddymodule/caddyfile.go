@@ -25,6 +25,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	hubgate {
 //		policy <file-or-folder>...
 //		name <deployment-name>
+//		public_url <origin>
 //		docker {
 //			host <docker-host>
 //			network <network-name>
@@ -60,11 +61,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Policy = append(h.Policy, args...)
 		case "name":
-			if !d.NextArg() {
+			if !d.AllArgs(&h.Name) {
 				return d.ArgErr()
 			}
-			h.Name = d.Val()
-			if d.NextArg() {
+		case "public_url":
+			if !d.AllArgs(&h.PublicURL) {
 				return d.ArgErr()
 			}
 		case "docker":

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -60,6 +62,15 @@ type Handler struct {
 	// deployments on one engine never see each other's servers. Lower-case
 	// letters, digits and dashes. Default: "hubgate".
 	Name string `json:"name,omitempty"`
+
+	// PublicURL is the hub's origin as browsers reach it, such as
+	// "https://hub.example.org". Set it when hubgate runs behind a
+	// TLS-terminating load balancer or ingress, or under a catch-all site
+	// address: it is then used for identity-provider redirect URIs, the
+	// post-logout redirect, the cross-origin checks and the identity
+	// assertion's issuer, instead of the request's own scheme and Host
+	// (which a client chooses). Scheme and host (and port) only.
+	PublicURL string `json:"public_url,omitempty"`
 
 	// Docker configures the Docker spawner.
 	Docker *DockerConfig `json:"docker,omitempty"`
@@ -272,6 +283,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	streams := h.runtime.Streams()
 	h.login, err = login.New(login.Config{
+		PublicURL:       strings.TrimSuffix(h.PublicURL, "/"),
 		SessionTTL:      time.Duration(h.SessionTTL),
 		Local:           h.Local == nil || h.Local.Enabled == nil || *h.Local.Enabled,
 		Providers:       providers,
@@ -391,6 +403,13 @@ func (h *Handler) Validate() error {
 	}
 	if !nameRE.MatchString(h.Name) {
 		return fmt.Errorf("hubgate: name %q must be lower-case letters, digits and dashes, at most 31 characters", h.Name)
+	}
+	if h.PublicURL != "" {
+		u, err := url.Parse(h.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("hubgate: public_url %q must be an origin such as https://hub.example.org (scheme and host, no path)", h.PublicURL)
+		}
 	}
 	if h.SessionTTL < 0 || h.StartTimeout < 0 || h.StartWait < 0 || h.LoginWindow < 0 || h.CullInterval < 0 {
 		return errors.New("hubgate: durations must not be negative")

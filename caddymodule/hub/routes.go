@@ -78,6 +78,20 @@ func (rt *Runtime) Forget(r *Route) {
 	}
 }
 
+// dropAddr forgets every other route to r's address: the engine gave that
+// address to r's new container, so a route still naming it belongs to a
+// container that is gone (an exit event was missed) and would send its
+// user's requests, identity and all, to someone else's app.
+func (rt *Runtime) dropAddr(r *Route) {
+	for _, key := range rt.routes.Keys() {
+		if other, ok := rt.routes.Peek(key); ok && other != r && other.inst.Addr == r.inst.Addr {
+			rt.Forget(other)
+			rt.logger.Warn("route dropped: its address now belongs to another server",
+				zap.String("user", other.user), zap.String("server", other.server), zap.String("addr", other.inst.Addr))
+		}
+	}
+}
+
 // warm lists the deployment's running servers once, so a restarted
 // gateway routes to every server that survived it without a start.
 func (rt *Runtime) warm() {

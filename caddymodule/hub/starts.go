@@ -100,6 +100,7 @@ func (rt *Runtime) Begin(req StartRequest) *Start {
 		defer rt.mu.Unlock()
 		st.route, st.err, st.finished = r, err, time.Now()
 		if err == nil {
+			rt.dropAddr(r)
 			rt.routes.Add(key, r)
 			delete(rt.starts, key)
 		}

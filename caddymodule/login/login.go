@@ -38,10 +38,18 @@ const (
 	sessionCacheSize         = 10000
 	providerLocal            = "local"
 	recheckOnFirstUseTimeout = 15 * time.Second
+	// idpCallsPerIP is how many provider logins one client IP may start
+	// (and codes it may have exchanged) per failure window: generous for a
+	// team behind one NAT, small against a flood.
+	idpCallsPerIP = 200
 )
 
 // Config is the login configuration of one config load.
 type Config struct {
+	// PublicURL is the hub's origin ("https://hub.example.org") when it is
+	// served behind a proxy or under a catch-all site address; empty: the
+	// request's own scheme and host.
+	PublicURL string
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	// Local offers the policy's local accounts.
@@ -123,6 +131,7 @@ func New(cfg Config, o Options) (*Authenticator, error) {
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	o.State.limiter.configure(cfg.FailuresPerUser, cfg.FailuresPerIP, cfg.FailureWindow)
+	o.State.idpCalls.configure(idpCallsPerIP, idpCallsPerIP, cfg.FailureWindow)
 	if !o.State.revoked.Ready() {
 		lctx, cancel := context.WithTimeout(a.ctx, 3*time.Second)
 		a.refreshRevocations(lctx)

@@ -55,7 +55,7 @@ func (a *Authenticator) ServeLogout(w http.ResponseWriter, r *http.Request) erro
 				hint = idTokenHint{}
 			}
 			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-			if u := oidcProvider.EndSessionURL(ctx, hint.Raw, Origin(r)+"/"); u != "" {
+			if u := oidcProvider.EndSessionURL(ctx, hint.Raw, a.Origin(r)+"/"); u != "" {
 				target = u
 			}
 			cancel()

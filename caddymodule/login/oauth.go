@@ -31,14 +31,18 @@ type oauthState struct {
 	Expires  int64  `json:"exp"`
 }
 
-// callbackURL is the single redirect URI: the request's own origin.
-func callbackURL(r *http.Request) string {
-	return Origin(r) + "/hub/oauth_callback"
+// callbackURL is the single redirect URI, on the hub's origin.
+func (a *Authenticator) callbackURL(r *http.Request) string {
+	return a.Origin(r) + "/hub/oauth_callback"
 }
 
-// Origin is the origin the browser used: https unless the request came
-// over plain HTTP, and the Host it sent.
-func Origin(r *http.Request) string {
+// Origin is the hub's origin: the configured public URL, or else the one
+// the browser used (https unless the request came over plain HTTP, and
+// the Host it sent).
+func (a *Authenticator) Origin(r *http.Request) string {
+	if a.cfg.PublicURL != "" {
+		return a.cfg.PublicURL
+	}
 	scheme := "https"
 	if r.TLS == nil {
 		scheme = "http"
@@ -62,7 +66,11 @@ func (a *Authenticator) ServeOAuthStart(w http.ResponseWriter, r *http.Request, 
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return nil
 	}
-	flow := idp.NewFlow(callbackURL(r))
+	if blocked, wait := a.o.State.idpCalls.attempt("start:"+ClientIP(r), ClientIP(r), time.Now()); blocked {
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		return a.problem(w, r, http.StatusTooManyRequests, "Too many logins were started from your address. Try again later.", "rate_limited", name)
+	}
+	flow := idp.NewFlow(a.callbackURL(r))
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
 	target, err := p.AuthCodeURL(ctx, flow)
@@ -162,6 +170,10 @@ func (a *Authenticator) ServeOAuthCallback(w http.ResponseWriter, r *http.Reques
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
+	if blocked, wait := a.o.State.idpCalls.attempt("exchange:"+ClientIP(r), ClientIP(r), time.Now()); blocked {
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		return a.problem(w, r, http.StatusTooManyRequests, "Too many logins were tried from your address. Try again later.", "rate_limited", st.Provider)
+	}
 	id, err := p.Exchange(ctx, code, idp.Flow{State: st.State, Nonce: st.Nonce, Verifier: st.Verifier, RedirectURI: st.Redirect})
 	if err != nil {
 		var le *idp.LoginError

@@ -16,7 +16,11 @@ import (
 // in a usage pool keyed by the deployment's name.
 type State struct {
 	limiter *limiter
-	revoked *session.Revocations
+	// idpCalls bounds, per client IP, the logins started at and the codes
+	// exchanged with identity providers: each costs a call with hubgate's
+	// client credentials, before anyone is authenticated.
+	idpCalls *limiter
+	revoked  *session.Revocations
 
 	// states remembers OAuth states already used, so a callback cannot
 	// be replayed even with a copy of the pre-login cookie.
@@ -33,7 +37,8 @@ type State struct {
 // under prefix + "/revoked".
 func NewState(storage certmagic.Storage, prefix string) *State {
 	return &State{
-		limiter: newLimiter(DefaultFailuresPerUser, DefaultFailuresPerIP, DefaultFailureWindow),
+		limiter:  newLimiter(DefaultFailuresPerUser, DefaultFailuresPerIP, DefaultFailureWindow),
+		idpCalls: newLimiter(idpCallsPerIP, idpCallsPerIP, DefaultFailureWindow),
 		revoked: session.NewRevocations(storage, prefix+"/revoked"),
 		states:  expirable.NewLRU[string, struct{}](100000, nil, oauthStateTTL+time.Minute),
 		members: make(map[int64]*ghMember),

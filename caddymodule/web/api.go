@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"go.uber.org/zap"
@@ -39,6 +40,9 @@ func (s *Site) apiCaller(w http.ResponseWriter, r *http.Request, pol *policies.P
 		return "", false, s.apiRefuse(w, r, nil, http.StatusUnauthorized, "login or API token required", "no_session")
 	}
 	setUserPlaceholders(r, sess)
+	if fromUserServer(r) {
+		return "", false, s.apiRefuse(w, r, sess, http.StatusForbidden, "the API takes a session cookie only from the hub's own pages; scripts use an API token", "api_from_page")
+	}
 	if !pol.IsAdmin(sess.User) {
 		return "", false, s.apiRefuse(w, r, sess, http.StatusForbidden, "admins only", "not_admin")
 	}
@@ -140,4 +144,21 @@ func (s *Site) engineTrouble(w http.ResponseWriter, err error) error {
 	s.o.Logger.Error("engine call failed", zap.Error(err))
 	w.Header().Set("Retry-After", "10")
 	return pages.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "the container engine failed: " + err.Error()})
+}
+
+// fromUserServer reports a browser request made by a script that may be
+// running in a user's server, which shares the hub's origin: one the
+// browser marks as not same-origin, or with no Referer or one under
+// /user/. Non-browser clients (no Sec-Fetch-Site) are judged by their
+// credentials alone.
+func fromUserServer(r *http.Request) bool {
+	site := r.Header.Get("Sec-Fetch-Site")
+	if site == "" {
+		return false
+	}
+	if site != "same-origin" {
+		return true
+	}
+	ref, err := url.Parse(r.Header.Get("Referer"))
+	return r.Header.Get("Referer") == "" || err != nil || strings.HasPrefix(ref.Path, "/user/")
 }

@@ -82,7 +82,7 @@ func refused(status int, reason, msg string) Decision {
 // (no I/O), whether a request to /user/ may reach a server: only the
 // server's owner, for a server the policy allows them, under its canonical
 // address, and never from another site.
-func Authorize(pol *policies.Policy, s *session.Session, r *http.Request) Decision {
+func Authorize(pol *policies.Policy, s *session.Session, r *http.Request, origin string) Decision {
 	up, ok := ParseUserPath(r.URL)
 	if !ok {
 		return refused(http.StatusNotFound, "bad_path", "There is no server at this address.")
@@ -114,7 +114,7 @@ func Authorize(pol *policies.Policy, s *session.Session, r *http.Request) Decisi
 		}
 		return refused(http.StatusBadRequest, "non_canonical_path", "Use the canonical address "+prefix)
 	}
-	if CrossOrigin(r) {
+	if CrossOrigin(r, origin) {
 		return refused(http.StatusForbidden, "cross_origin", "Refused: this request came from another site.")
 	}
 	return Decision{Allow: true, Server: up.Server, Image: img, Grant: pol.Grant(s.User, s.Groups)}
@@ -126,17 +126,15 @@ func Authorize(pol *policies.Policy, s *session.Session, r *http.Request) Decisi
 // own origin and XSRF checks (Jupyter does); the gateway makes that check
 // for them. Sibling subdomains count as other sites: SameSite cookies do
 // not keep those out. Requests without Origin and Sec-Fetch-Site (API
-// clients, curl) are not browsers' cross-site requests and pass.
-func CrossOrigin(r *http.Request) bool {
+// clients, curl) are not browsers' cross-site requests and pass. origin
+// is the hub's own ("https://hub.example.org").
+func CrossOrigin(r *http.Request, origin string) bool {
 	if reqkind.IsSafeMethod(r) && !reqkind.IsUpgrade(r) {
 		return false
 	}
+	self := origin
 	if origin := r.Header.Get("Origin"); origin != "" {
-		u, err := url.Parse(origin)
-		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
-			return true
-		}
-		if r.TLS != nil && u.Scheme != "https" {
+		if !strings.EqualFold(strings.TrimSuffix(origin, "/"), strings.TrimSuffix(self, "/")) {
 			return true
 		}
 	}

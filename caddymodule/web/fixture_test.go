@@ -2,12 +2,16 @@ package web
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,6 +84,10 @@ func passwordHash() string {
 }
 
 func newFixture(t testing.TB, startWait time.Duration) *fixture {
+	return newFixtureWithStorage(t, startWait, nil)
+}
+
+func newFixtureWithStorage(t testing.TB, startWait time.Duration, store certmagic.Storage) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{spawner: spawnertest.New(), policy: filepath.Join(dir, "policy.yaml")}
@@ -95,7 +103,9 @@ func newFixture(t testing.TB, startWait time.Duration) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.hub.Destruct(); _ = f.spawner.Close() })
-	store := &certmagic.FileStorage{Path: filepath.Join(dir, "storage")}
+	if store == nil {
+		store = &certmagic.FileStorage{Path: filepath.Join(dir, "storage")}
+	}
 	pg, err := pages.New()
 	if err != nil {
 		t.Fatal(err)
@@ -184,3 +194,14 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 func configWithStarts(n int) hub.Config {
 	return hub.Config{MaxConcurrentStarts: n, StartTimeout: 10 * time.Second}
 }
+
+func ioNopCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
+
+// brokenStorage is a Caddy storage that always fails, as a storage
+// server that is down.
+type brokenStorage struct{ certmagic.Storage }
+
+func (brokenStorage) List(context.Context, string, bool) ([]string, error) {
+	return nil, errors.New("storage down")
+}
+func (brokenStorage) Store(context.Context, string, []byte) error { return errors.New("storage down") }

@@ -182,7 +182,7 @@ func TestAuthorizeIsPure(t *testing.T) {
 		{"/user/alice/rstudio/", "unknown_server", false},
 		{"/user/", "bad_path", false},
 	} {
-		d := Authorize(pol, alice, request("GET", c.path, ""))
+		d := Authorize(pol, alice, request("GET", c.path, ""), "https://hub.test")
 		if d.Allow != c.allow || d.Reason != c.reason {
 			t.Errorf("%s: %+v", c.path, d)
 		}

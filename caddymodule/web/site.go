@@ -100,12 +100,25 @@ func New(o Options) *Site {
 		{prefix("/hub/api/"), public, s.serveAPI},
 		// A user's session.
 		{prefix("/user/"), user, s.serveUser},
-		{exact("/", "/hub", "/hub/", "/hub/home"), user, s.serveHome},
-		{exact("/hub/stop"), user, s.serveStop},
+		{exact("/", "/hub", "/hub/", "/hub/home"), user, pageOnly(s.serveHome)},
+		{exact("/hub/stop"), user, pageOnly(s.serveStop)},
 		// Admins.
-		{exact("/hub/admin"), admin, s.serveAdmin},
+		{exact("/hub/admin"), admin, pageOnly(s.serveAdmin)},
 	}
 	return s
+}
+
+// pageOnly serves hub pages (which hold CSRF tokens) only to browser
+// navigations and form posts, never to a script's fetch: a script served
+// by a user's server shares the hub's origin until servers have origins
+// of their own, and must not read those tokens.
+func pageOnly(h func(http.ResponseWriter, *http.Request, *session.Session) error) func(http.ResponseWriter, *http.Request, *session.Session) error {
+	return func(w http.ResponseWriter, r *http.Request, sess *session.Session) error {
+		if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" && mode != "navigate" {
+			return pages.WriteJSON(w, http.StatusForbidden, map[string]any{"error": "hub pages open only as pages, not from scripts"})
+		}
+		return h(w, r, sess)
+	}
 }
 
 func noSession(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request, *session.Session) error {

@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hubgate/hubgate/caddymodule/hub"
-	"github.com/hubgate/hubgate/caddymodule/login"
 	"github.com/hubgate/hubgate/caddymodule/pages"
 	"github.com/hubgate/hubgate/caddymodule/reqkind"
 	"github.com/hubgate/hubgate/caddymodule/session"
@@ -21,7 +20,7 @@ import (
 // authenticated by the route table; here it is authorized, resolved to a
 // route (or a start in flight), and proxied.
 func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.Session) error {
-	d := Authorize(s.o.Policy(), sess, r)
+	d := Authorize(s.o.Policy(), sess, r, s.o.Login.Origin(r))
 	if !d.Allow {
 		if d.Redirect != "" {
 			status := d.Status
@@ -54,7 +53,7 @@ func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.S
 func (s *Site) visitor(r *http.Request, sess *session.Session, server string) hub.Visitor {
 	v := hub.Visitor{SessionID: sess.ID, User: sess.User, Groups: sess.Groups, Expires: time.Unix(sess.Expires, 0)}
 	if s.o.Signer != nil {
-		tok, err := s.o.Signer.Sign(login.Origin(r), sess, server)
+		tok, err := s.o.Signer.Sign(s.o.Login.Origin(r), sess, server)
 		if err != nil {
 			s.o.Logger.Error("signing the identity assertion failed", zap.String("user", sess.User), zap.Error(err))
 		}

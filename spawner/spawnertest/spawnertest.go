@@ -25,6 +25,9 @@ type Spawner struct {
 	StartDelay time.Duration
 	// Fail, if set, makes Ensure fail with it.
 	Fail error
+	// NextAddr, if set, is the address the next started app listens on
+	// (to recycle a stopped app's address, as an engine reuses IPs).
+	NextAddr string
 
 	calls atomic.Int64
 	mu    sync.Mutex
@@ -34,6 +37,8 @@ type Spawner struct {
 }
 
 type app struct {
+	mu    sync.Mutex
+	seen  []Seen // every request the app received
 	inst  spawner.Instance
 	srv   *http.Server
 	ready time.Time
@@ -70,7 +75,11 @@ func (s *Spawner) Ensure(_ context.Context, spec spawner.Spec) (spawner.Instance
 	if a, ok := s.run[key(spec.User, spec.Server)]; ok {
 		return a.inst, nil
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if s.NextAddr != "" {
+		addr, s.NextAddr = s.NextAddr, ""
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return spawner.Instance{}, err
 	}
@@ -84,11 +93,26 @@ func (s *Spawner) Ensure(_ context.Context, spec spawner.Spec) (spawner.Instance
 			}
 			return
 		}
+		a.mu.Lock()
+		a.seen = append(a.seen, Seen{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), User: spec.User})
+		a.mu.Unlock()
 		if r.Header.Get("Authorization") != "token "+token {
 			http.Error(w, "wrong token", http.StatusForbidden)
 			return
 		}
+		// What an app might try: set cookies, redirect anywhere.
+		q := r.URL.Query()
+		for _, c := range q["set-cookie"] {
+			w.Header().Add("Set-Cookie", c)
+		}
+		if v := q.Get("refresh"); v != "" {
+			w.Header().Set("Refresh", v)
+		}
 		w.Header().Set("Content-Type", "application/json")
+		if v := q.Get("location"); v != "" {
+			w.Header().Set("Location", v)
+			w.WriteHeader(http.StatusFound)
+		}
 		_ = json.NewEncoder(w).Encode(Seen{Method: r.Method, Path: r.URL.Path, Header: r.Header, User: spec.User})
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = a.srv.Serve(ln) }()
@@ -122,6 +146,34 @@ func (s *Spawner) List(context.Context) ([]spawner.Instance, error) {
 		out = append(out, a.inst)
 	}
 	return out, nil
+}
+
+// Received returns every request the running app of user's server got,
+// including refused ones.
+func (s *Spawner) Received(user, server string) []Seen {
+	s.mu.Lock()
+	a := s.run[key(user, server)]
+	s.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Seen(nil), a.seen...)
+}
+
+// Kill stops an app without the runtime hearing of it (a missed exit
+// event), and returns its address.
+func (s *Spawner) Kill(user, server string) string {
+	s.mu.Lock()
+	a := s.run[key(user, server)]
+	delete(s.run, key(user, server))
+	s.mu.Unlock()
+	if a == nil {
+		return ""
+	}
+	_ = a.srv.Close()
+	return a.inst.Addr
 }
 
 // Stop stops the server.
