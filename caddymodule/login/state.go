@@ -39,9 +39,9 @@ func NewState(storage certmagic.Storage, prefix string) *State {
 	return &State{
 		limiter:  newLimiter(DefaultFailuresPerUser, DefaultFailuresPerIP, DefaultFailureWindow),
 		idpCalls: newLimiter(idpCallsPerIP, idpCallsPerIP, DefaultFailureWindow),
-		revoked: session.NewRevocations(storage, prefix+"/revoked"),
-		states:  expirable.NewLRU[string, struct{}](100000, nil, oauthStateTTL+time.Minute),
-		members: make(map[int64]*ghMember),
+		revoked:  session.NewRevocations(storage, prefix+"/revoked"),
+		states:   expirable.NewLRU[string, struct{}](100000, nil, oauthStateTTL+time.Minute),
+		members:  make(map[int64]*ghMember),
 	}
 }
 
