@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 )
@@ -158,5 +159,30 @@ func TestWebsocketsOverHTTP2AndHTTP3(t *testing.T) {
 	}
 	if !g.waitLog(`"streams_closed":2`, 2*time.Second) {
 		t.Error("logout did not report closing two streams")
+	}
+}
+
+// TestWebsocketEndsWithItsSession (L2): an open websocket does not
+// outlive the session it was opened with.
+func TestWebsocketEndsWithItsSession(t *testing.T) {
+	g := startGateway(t, gwOptions{env: map[string]string{"HUBGATE_SESSION_TTL": "4s"}})
+	alice := g.login("alice")
+	g.whoami(alice, "alice")
+	ctx, ws := g.dialEcho(alice, "alice")
+	began := time.Now()
+	for {
+		if err := ws.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+			break
+		}
+		if _, _, err := ws.Read(ctx); err != nil {
+			break
+		}
+		if time.Since(began) > 12*time.Second {
+			t.Fatal("the websocket outlived its 4s session by 8s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if d := time.Since(began); d < 2*time.Second {
+		t.Fatalf("the websocket ended after %s, before its session did", d)
 	}
 }
