@@ -26,6 +26,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		policy <file-or-folder>...
 //		name <deployment-name>
 //		public_url <origin>
+//		strip_headers <header-name>...
 //		docker {
 //			host <docker-host>
 //			network <network-name>
@@ -64,6 +65,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Name) {
 				return d.ArgErr()
 			}
+		case "strip_headers":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.StripHeaders = append(h.StripHeaders, args...)
 		case "public_url":
 			if !d.AllArgs(&h.PublicURL) {
 				return d.ArgErr()

@@ -72,6 +72,12 @@ type Handler struct {
 	// (which a client chooses). Scheme and host (and port) only.
 	PublicURL string `json:"public_url,omitempty"`
 
+	// StripHeaders names request headers, beyond hubgate's rule, that
+	// never reach a user's app (the rule already strips every header that
+	// claims an identity and forwarding headers the gateway does not set;
+	// see SECURITY.md). Case and '_' for '-' do not matter.
+	StripHeaders []string `json:"strip_headers,omitempty"`
+
 	// Docker configures the Docker spawner.
 	Docker *DockerConfig `json:"docker,omitempty"`
 
@@ -311,7 +317,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Assertion != nil {
 		assertionHeader = h.Assertion.Header
 	}
-	if h.proxy, err = hub.NewProxy(ctx, h.runtime, hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader}); err != nil {
+	if h.proxy, err = hub.NewProxy(ctx, h.runtime, hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader, StripHeaders: h.StripHeaders}); err != nil {
 		return err
 	}
 	h.site = web.New(web.Options{
