@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -27,6 +28,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		name <deployment-name>
 //		public_url <origin>
 //		strip_headers <header-name>...
+//		auto_login on|off
 //		docker {
 //			host <docker-host>
 //			network <network-name>
@@ -65,6 +67,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.Name) {
 				return d.ArgErr()
 			}
+		case "auto_login":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			on, err := parseOnOff(v)
+			if err != nil {
+				return d.Errf("auto_login: %v", err)
+			}
+			h.AutoLogin = &on
 		case "strip_headers":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -163,3 +175,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guard.
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseOnOff reads on/off (or true/false).
+func parseOnOff(v string) (bool, error) {
+	switch v {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("want on or off, got %q", v)
+}

@@ -137,6 +137,12 @@ type Handler struct {
 	// offered unless disabled here.
 	Local *LocalConfig `json:"local,omitempty"`
 
+	// AutoLogin sends /hub/login straight to the identity provider when
+	// exactly one external provider is configured and local accounts are
+	// off, keeping where the user was going; false shows the login page
+	// with its one button instead. Default: true.
+	AutoLogin *bool `json:"auto_login,omitempty"`
+
 	// Assertion, if set, adds a signed identity assertion (an ES256 JWT)
 	// to every request proxied to a user's server.
 	Assertion *AssertionConfig `json:"assertion,omitempty"`
@@ -292,6 +298,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		PublicURL:       strings.TrimSuffix(h.PublicURL, "/"),
 		SessionTTL:      time.Duration(h.SessionTTL),
 		Local:           h.Local == nil || h.Local.Enabled == nil || *h.Local.Enabled,
+		AutoLogin:       h.AutoLogin == nil || *h.AutoLogin,
 		Providers:       providers,
 		RecheckInterval: h.recheckInterval(),
 		FailuresPerUser: h.LoginFailuresPerUser,

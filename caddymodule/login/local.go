@@ -55,6 +55,11 @@ func (a *Authenticator) ServeLogin(w http.ResponseWriter, r *http.Request) error
 			http.Redirect(w, r, next, http.StatusSeeOther)
 			return nil
 		}
+		if a.cfg.AutoLogin && !a.cfg.Local && len(a.cfg.Providers) == 1 {
+			// Straight to the provider; after a failure there the user
+			// sees our error page (with a link back here), never a loop.
+			return a.ServeOAuthStart(w, r, a.cfg.Providers[0].Name())
+		}
 		return a.showLogin(w, r, next, "", http.StatusOK)
 	case http.MethodPost:
 		return a.postLogin(w, r, next)

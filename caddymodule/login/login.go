@@ -54,6 +54,9 @@ type Config struct {
 	SessionTTL time.Duration
 	// Local offers the policy's local accounts.
 	Local bool
+	// AutoLogin goes straight to the one external provider when local
+	// accounts are off.
+	AutoLogin bool
 	// Providers are the external identity providers, in login page order.
 	Providers []idp.Provider
 	// RecheckInterval is how often GitHub memberships are read again.
