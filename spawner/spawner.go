@@ -78,6 +78,10 @@ type Spec struct {
 	// the returned Instance carries that container's nonce, which may differ
 	// from this one.
 	Nonce string
+	// Progress, if set, is told each step of Ensure as it begins
+	// (StepVolume, StepCreate, StepStart), for the progress page. It must
+	// not block.
+	Progress func(step string) `json:"-"`
 	// Meta is stored with the container (as labels prefixed "hubgate.meta.")
 	// and returned in Instance.Meta: the gateway keeps the server's idle
 	// timeout, maximum age and limits there, so the engine stays the source
@@ -142,6 +146,20 @@ func ValidateServer(server string) error {
 		}
 	}
 	return nil
+}
+
+// The steps of Ensure reported to Spec.Progress.
+const (
+	StepVolume = "creating the home volume"
+	StepCreate = "creating the container"
+	StepStart  = "starting the container"
+)
+
+// Report tells s.Progress that step begins, if anyone listens.
+func (s Spec) Report(step string) {
+	if s.Progress != nil {
+		s.Progress(step)
+	}
 }
 
 // Instance is one user's server as the engine reports it.

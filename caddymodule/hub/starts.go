@@ -7,6 +7,8 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,7 +30,45 @@ type Start struct {
 	finished time.Time
 	// ticket is set while the start waits for a slot in the queue.
 	ticket atomic.Pointer[queued]
+
+	stepMu sync.Mutex
+	steps  []string // the steps begun so far; the last is under way
 }
+
+// Steps waiting in the queue and after the engine's part.
+const (
+	StepQueued  = "waiting for a free start slot"
+	StepRepos   = "syncing the team's repos"
+	StepWaiting = "waiting for the app to answer"
+)
+
+func (st *Start) step(s string) {
+	st.stepMu.Lock()
+	defer st.stepMu.Unlock()
+	if n := len(st.steps); n == 0 || st.steps[n-1] != s {
+		st.steps = append(st.steps, s)
+	}
+}
+
+// Steps are the steps of the start begun so far, in order; the last is
+// the one under way (or the one it failed in).
+func (st *Start) Steps() []string {
+	st.stepMu.Lock()
+	defer st.stepMu.Unlock()
+	return append([]string(nil), st.steps...)
+}
+
+// StartError is why a start failed: in which step, and the last lines of
+// the container's output with the container's secrets removed, safe to
+// show the user.
+type StartError struct {
+	Step   string
+	Output string
+	Err    error
+}
+
+func (e *StartError) Error() string { return e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
 
 // Done is closed when the start finished, well or not.
 func (st *Start) Done() <-chan struct{} { return st.done }
@@ -88,11 +128,11 @@ func (rt *Runtime) Begin(req StartRequest) *Start {
 	timeout := time.Duration(rt.startTimeout.Load())
 	go func() {
 		var r *Route
-		err := rt.queue.acquire(rt.ctx, func(w *queued) { st.ticket.Store(w) })
+		err := rt.queue.acquire(rt.ctx, func(w *queued) { st.ticket.Store(w); st.step(StepQueued) })
 		if err == nil {
 			st.ticket.Store(nil)
 			ctx, cancel := context.WithTimeout(rt.ctx, timeout)
-			r, err = rt.spawn(ctx, req, timeout)
+			r, err = rt.spawn(ctx, req, timeout, st)
 			cancel()
 			rt.queue.release()
 		}
@@ -151,7 +191,7 @@ const (
 )
 
 // spawn starts the user's server and waits until the app answers.
-func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Duration) (_ *Route, err error) {
+func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Duration, st *Start) (_ *Route, err error) {
 	began := time.Now()
 	defer func() {
 		result := "ok"
@@ -161,6 +201,7 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 		metrics.spawnDuration.WithLabelValues(result).Observe(time.Since(began).Seconds())
 	}()
 	spec := rt.spec(ctx, req, timeout)
+	spec.Progress = st.step
 	fields := []zap.Field{zap.String("user", req.User), zap.String("server", req.Server), zap.String("image", req.Image.Image)}
 	if req.By != "" && req.By != req.User {
 		fields = append(fields, zap.String("by", req.By))
@@ -168,9 +209,18 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 	inst, err := rt.spawner.Ensure(ctx, spec)
 	if err != nil {
 		rt.audit.Error("spawn failed", append(fields, zap.String("reason", "create"), zap.Error(err))...)
-		return nil, fmt.Errorf("start container for %s/%s: %w", req.User, req.Server, err)
+		steps := st.Steps()
+		step := ""
+		if len(steps) > 0 {
+			step = steps[len(steps)-1]
+		}
+		return nil, &StartError{Step: step, Err: fmt.Errorf("start container for %s/%s: %w", req.User, req.Server, err)}
 	}
 	r := rt.newRoute(inst)
+	if len(req.Grant.Repos) > 0 {
+		st.step(StepRepos)
+	}
+	st.step(StepWaiting)
 	if err := rt.waitReady(ctx, r, req.Prefix); err != nil {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -185,7 +235,9 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 				rt.logger.Error("stopping a server that did not start failed", append(fields, zap.Error(serr))...)
 			}
 		}
-		return nil, fmt.Errorf("wait for %s/%s: %w", req.User, req.Server, err)
+		steps := st.Steps()
+		return nil, &StartError{Step: steps[len(steps)-1], Output: safeOutput(logs, spec.Env, 12),
+			Err: fmt.Errorf("wait for %s/%s: %w", req.User, req.Server, err)}
 	}
 	rt.audit.Info("spawn", append(fields, zap.String("container_id", shortID(inst.ID)), zap.Duration("duration", time.Since(began)))...)
 	return r, nil
@@ -296,4 +348,21 @@ func (rt *Runtime) StartAndWait(ctx context.Context, req StartRequest, wait time
 		return nil, nil, st.err
 	}
 	return st.route, nil, nil
+}
+
+// safeOutput is the last n lines of a container's output with every
+// environment value longer than 8 characters that names a secret (the
+// container token, a GitHub token) replaced, for the user's error page.
+func safeOutput(logs string, env map[string]string, n int) string {
+	for k, v := range env {
+		if len(v) > 8 && (k == contract.Token || k == contract.GitHubToken || strings.Contains(strings.ToUpper(k), "SECRET") ||
+			strings.Contains(strings.ToUpper(k), "TOKEN") || strings.Contains(strings.ToUpper(k), "PASSWORD")) {
+			logs = strings.ReplaceAll(logs, v, "[redacted]")
+		}
+	}
+	lines := strings.Split(strings.TrimRight(logs, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

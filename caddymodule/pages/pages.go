@@ -31,7 +31,7 @@ type Renderer struct {
 
 // New parses the embedded templates.
 func New() (*Renderer, error) {
-	t, err := template.ParseFS(templateFS, "templates/*.html")
+	t, err := template.New("pages").Funcs(template.FuncMap{"inc": func(i int) int { return i + 1 }}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse page templates: %w", err)
 	}
@@ -86,6 +86,8 @@ type ProgressPage struct {
 	Description string
 	Elapsed     string
 	Position    int
+	// Steps are the start's steps so far; the last is under way.
+	Steps []string
 }
 
 // ErrorPage explains a refusal or a failure.
@@ -94,6 +96,9 @@ type ErrorPage struct {
 	Message string
 	// Retry, if set, is offered as a "Try again" link.
 	Retry string
+	// Step and Output, for a failed start: the step it failed in and the
+	// last lines of the container's output (secrets removed).
+	Step, Output string
 }
 
 // LogoutPage asks to confirm the logout.
@@ -153,11 +158,17 @@ func (p *Renderer) Admin(w http.ResponseWriter, d AdminPage) error {
 // browser navigation or a form post, JSON {"error": message} otherwise.
 // extra adds fields to the JSON.
 func (p *Renderer) Problem(w http.ResponseWriter, r *http.Request, status int, frame Frame, message, retry string, extra map[string]any) error {
+	return p.ProblemPage(w, r, status, ErrorPage{Frame: frame, Message: message, Retry: retry}, extra)
+}
+
+// ProblemPage is Problem with every field of the error page.
+func (p *Renderer) ProblemPage(w http.ResponseWriter, r *http.Request, status int, page ErrorPage, extra map[string]any) error {
+	message := page.Message
 	if reqkind.WantsHTML(r) || reqkind.IsFormPost(r) {
-		if frame.Title == "" {
-			frame.Title = http.StatusText(status)
+		if page.Title == "" {
+			page.Title = http.StatusText(status)
 		}
-		return p.render(w, status, "error", ErrorPage{Frame: frame, Message: message, Retry: retry})
+		return p.render(w, status, "error", page)
 	}
 	body := map[string]any{"error": message}
 	for k, v := range extra {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/session"
 	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner/contract"
@@ -134,10 +135,18 @@ func TestStartingServerProgressAnd503(t *testing.T) {
 	if !strings.Contains(w.Body.String(), `id="nav-logout"`) {
 		t.Error("the progress page has no header")
 	}
+	for _, step := range []string{"creating the container", "starting the container", "waiting for the app to answer"} {
+		if !strings.Contains(w.Body.String(), step) {
+			t.Errorf("the progress page does not show the step %q", step)
+		}
+	}
 	w = f.do(t, request("GET", "/user/alice/notebook/api/kernels", alice, "X-Requested-With", "XMLHttpRequest"))
 	var body map[string]any
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || json.Unmarshal(w.Body.Bytes(), &body) != nil || body["status"] != "starting" {
 		t.Fatalf("xhr: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	if steps, _ := body["steps"].([]any); len(steps) == 0 || steps[len(steps)-1] != "waiting for the app to answer" {
+		t.Errorf("JSON steps: %v", body["steps"])
 	}
 	if _, ok := body["queue_position"]; !ok {
 		t.Fatalf("no queue position: %s", w.Body)
@@ -186,5 +195,27 @@ func TestAuthorizeIsPure(t *testing.T) {
 		if d.Allow != c.allow || d.Reason != c.reason {
 			t.Errorf("%s: %+v", c.path, d)
 		}
+	}
+}
+
+// TestFailedStartSaysWhereAndShowsSafeOutput: a start that times out tells
+// the user the step it failed in and the app's last lines, without the
+// container's secret.
+func TestFailedStartSaysWhereAndShowsSafeOutput(t *testing.T) {
+	f := newFixture(t, 5*time.Second)
+	f.hub.Configure(hub.Config{StartTimeout: time.Second})
+	f.spawner.StartDelay = time.Hour
+	alice, _ := f.cookie(t, "alice")
+	w := f.do(t, request("GET", "/user/alice/notebook/", alice, "Sec-Fetch-Mode", "navigate", "Accept", "text/html"))
+	body := w.Body.String()
+	if w.Code != http.StatusGatewayTimeout || !strings.Contains(body, "It failed while waiting for the app to answer") || !strings.Contains(body, "listening soon") {
+		t.Fatalf("failed start: %d %s", w.Code, body)
+	}
+	token := f.spawner.Specs[0].Env[contract.Token]
+	if strings.Contains(body, token) || !strings.Contains(body, "[redacted]") {
+		t.Fatalf("the error page shows the container's secret")
+	}
+	if !strings.Contains(body, `id="nav-logout"`) {
+		t.Error("the error page has no header")
 	}
 }

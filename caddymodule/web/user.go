@@ -109,12 +109,13 @@ func (s *Site) starting(w http.ResponseWriter, r *http.Request, sess *session.Se
 		f.Refresh = 1
 		return s.o.Pages.Progress(w, pages.ProgressPage{
 			Frame: f, Server: d.Server, Description: d.Image.Description, Elapsed: elapsed.String(), Position: s.o.Hub.Position(st),
+			Steps: st.Steps(),
 		})
 	}
 	w.Header().Set("Retry-After", "2")
 	return pages.WriteJSON(w, http.StatusServiceUnavailable, map[string]any{
 		"status": "starting", "server": d.Server, "retry_after": 2, "elapsed_seconds": int(elapsed.Seconds()),
-		"queue_position": s.o.Hub.Position(st),
+		"queue_position": s.o.Hub.Position(st), "steps": st.Steps(),
 	})
 }
 
@@ -138,6 +139,12 @@ func (s *Site) startFailed(w http.ResponseWriter, r *http.Request, sess *session
 	if status == http.StatusServiceUnavailable && !reqkind.WantsHTML(r) {
 		w.Header().Set("Retry-After", "10")
 	}
-	return s.o.Pages.Problem(w, r, status, s.o.Login.Frame(sess, "Server did not start"), msg, UserPrefix(sess.User, d.Server),
-		map[string]any{"status": "failed", "server": d.Server})
+	page := pages.ErrorPage{Frame: s.o.Login.Frame(sess, "Server did not start"), Message: msg, Retry: UserPrefix(sess.User, d.Server)}
+	extra := map[string]any{"status": "failed", "server": d.Server}
+	var se *hub.StartError
+	if errors.As(err, &se) {
+		page.Step, page.Output = se.Step, se.Output
+		extra["step"], extra["output"] = se.Step, se.Output
+	}
+	return s.o.Pages.ProblemPage(w, r, status, page, extra)
 }

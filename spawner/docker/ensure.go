@@ -121,6 +121,7 @@ func (s *Spawner) ensure(ctx context.Context, spec spawner.Spec) (spawner.Instan
 // starts it. again reports that the caller should look at the container
 // anew (someone else created it, or it vanished).
 func (s *Spawner) create(ctx context.Context, spec spawner.Spec, name string, log *zap.Logger) (inst spawner.Instance, again bool, err error) {
+	spec.Report(spawner.StepVolume)
 	vol, err := s.ensureVolume(ctx, spec.User)
 	if err != nil {
 		return inst, false, err
@@ -134,6 +135,7 @@ func (s *Spawner) create(ctx context.Context, spec spawner.Spec, name string, lo
 
 	cfg, hostCfg, netCfg := s.containerConfig(spec, vol)
 	cctx, cancel := s.apiCtx(ctx)
+	spec.Report(spawner.StepCreate)
 	resp, err := s.cli.ContainerCreate(cctx, cfg, hostCfg, netCfg, nil, name)
 	cancel()
 	switch {
@@ -174,6 +176,7 @@ func (s *Spawner) checkImage(ctx context.Context, image string) error {
 // it as running. again reports that it vanished meanwhile.
 func (s *Spawner) start(ctx context.Context, id string, spec spawner.Spec, log *zap.Logger) (inst spawner.Instance, again bool, err error) {
 	sctx, cancel := s.apiCtx(ctx)
+	spec.Report(spawner.StepStart)
 	err = s.cli.ContainerStart(sctx, id, container.StartOptions{})
 	cancel()
 	if cerrdefs.IsNotFound(err) || err != nil && strings.Contains(err.Error(), "marked for removal") {
