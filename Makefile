@@ -128,6 +128,12 @@ fuzz:
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_SHORT)
 
+## screenshots: drive Chromium through login, home, progress, a running
+## notebook, the admin page and an error page; PNGs in docs/screenshots/
+.PHONY: screenshots
+screenshots: test-deps build images
+	HUBGATE_SCREENSHOTS=$(CURDIR)/docs/screenshots HUBGATE_CADDY=$(CADDY) $(GO) test -count=1 -run '^TestPagesInTheBrowser$$' ./e2e/
+
 ## bench: hubgate vs plain Caddy vs direct on loopback (wrk, websockets, cold
 ## start, 50 users at once); writes bench/results.md. BENCH_SCALE=1 adds the
 ## 200-container figures; see bench/run/main.go for the other BENCH_* knobs.
