@@ -19,7 +19,7 @@ TEST_TIMEOUT ?= 30m
 # unknown module stops that search, so fall through to "off" on any error.
 XCADDY_GOPROXY ?= $(shell $(GO) env GOPROXY | sed -e 's/,direct$$//' -e 's/|off$$//')|off
 
-.PHONY: all build run images test test-deps unit e2e lint check-versions clean bench fuzz fuzz-short
+.PHONY: all build run images test test-deps unit e2e lint check-versions clean bench fuzz fuzz-short redis-deps
 
 all: build
 
@@ -85,8 +85,15 @@ run: build image-testapp
 	@echo
 	HUBGATE_POLICY=$(CURDIR)/.run/policy $(CADDY) run --config Caddyfile --adapter caddyfile
 
+## redis-deps: Debian's redis-server, which the redis storage tests start
+## on their own ports (the package's own service is not used)
+redis-deps:
+	@if ! command -v redis-server >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then echo "redis-server is missing; run as root or install Debian's redis-server" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; fi
+
 ## test-deps: what the tests need on a Debian machine (Chromium for the browser tests)
-test-deps:
+test-deps: redis-deps
 	@if ! command -v chromium >/dev/null; then \
 		if [ "$$(id -u)" != 0 ]; then echo "chromium is missing; run as root or install Debian's chromium" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
@@ -109,7 +116,7 @@ test: test-deps build images lint fuzz-short
 	HUBGATE_CADDY=$(CADDY) $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 ## unit: the tests that need neither Docker nor a browser
-unit:
+unit: redis-deps
 	$(GO) test -race -count=1 ./caddymodule/... ./policies/...
 
 ## fuzz: every Go fuzz target for FUZZTIME each (default 1m), one at a
