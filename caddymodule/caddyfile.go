@@ -29,6 +29,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		public_url <origin>
 //		strip_headers <header-name>...
 //		auto_login on|off
+//		audit_log <file>
 //		docker {
 //			host <docker-host>
 //			network <network-name>
@@ -83,6 +84,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.StripHeaders = append(h.StripHeaders, args...)
+		case "audit_log":
+			// No argument (an empty placeholder) leaves it off.
+			switch args := d.RemainingArgs(); len(args) {
+			case 0:
+			case 1:
+				h.AuditLog = args[0]
+			default:
+				return d.ArgErr()
+			}
 		case "public_url":
 			if !d.AllArgs(&h.PublicURL) {
 				return d.ArgErr()

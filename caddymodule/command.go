@@ -13,6 +13,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/hubgate/hubgate/caddymodule/audit"
 	"github.com/hubgate/hubgate/caddymodule/pages"
 	"github.com/hubgate/hubgate/policies"
 )
@@ -20,7 +21,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "hubgate",
-		Usage: "check-policy <file-or-folder>... | who-can <file-or-folder>... <user> [<group>...]",
+		Usage: "check-policy [--diff OLD NEW] <file-or-folder>... | who-can <file-or-folder>... <user> [<group>...] | verify-audit [--jwks FILE|--key FILE] FILE...",
 		Short: "Checks hubgate policies and explains what a user gets",
 		Long: `
 check-policy validates policy files (or folders of them) as the gateway
@@ -29,16 +30,49 @@ exits 1, or prints a one-line summary and exits 0.
 
 who-can prints which teams, images and repos a user gets from the policy,
 and why: by membership, or through which identity provider group. Groups
-look like "github:org/team" or "oidc:researchers".`,
+look like "github:org/team" or "oidc:researchers".
+
+check-policy --diff OLD NEW prints, per user, what they gain or lose between
+two policies (teams, images, repos, GitHub token, limits, admin), for a
+review before merging a policy change; it exits 1 when either side has
+errors.
+
+verify-audit checks the hash chain and the signed checkpoints of audit log
+files (oldest first) and names the first removed, reordered or edited
+record, or prints "ok: N records, M checkpoints".`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(&cobra.Command{
-				Use:   "check-policy <file-or-folder>...",
+			checkCmd := &cobra.Command{
+				Use:   "check-policy [--diff OLD NEW] <file-or-folder>...",
 				Short: "Validates policy files",
 				Args:  cobra.MinimumNArgs(1),
 				// Problems are printed one per line; no usage text after them.
 				SilenceUsage: true,
 				RunE: func(cmd *cobra.Command, args []string) error {
+					if diff, _ := cmd.Flags().GetBool("diff"); diff {
+						if j, _ := cmd.Flags().GetBool("json"); j {
+							args = append([]string{"--json"}, args...)
+						}
+						if code := policies.RunDiff(args, cmd.OutOrStdout()); code != 0 {
+							return fmt.Errorf("policy diff failed (exit %d)", code)
+						}
+						return nil
+					}
 					return exitCode(checkPolicy(cmd.OutOrStdout(), args))
+				},
+			}
+			checkCmd.Flags().Bool("diff", false, "print what each user gains or loses from OLD to NEW")
+			checkCmd.Flags().Bool("json", false, "with --diff: the changes as JSON")
+			cmd.AddCommand(checkCmd)
+			cmd.AddCommand(&cobra.Command{
+				Use:                "verify-audit [--jwks FILE|--key FILE] FILE...",
+				Short:              "Verifies the hash chain and signed checkpoints of audit logs",
+				DisableFlagParsing: true,
+				SilenceUsage:       true,
+				RunE: func(cmd *cobra.Command, args []string) error {
+					if code := audit.RunVerify(args, cmd.OutOrStdout()); code != 0 {
+						return fmt.Errorf("audit log verification failed (exit %d)", code)
+					}
+					return nil
 				},
 			})
 			cmd.AddCommand(&cobra.Command{

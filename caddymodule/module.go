@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -17,10 +18,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hubgate/hubgate/caddymodule/assertion"
+	auditlog "github.com/hubgate/hubgate/caddymodule/audit"
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/idp"
 	"github.com/hubgate/hubgate/caddymodule/login"
 	"github.com/hubgate/hubgate/caddymodule/pages"
+	_ "github.com/hubgate/hubgate/caddymodule/redisstorage" // the storage module for replicas without a shared folder
 	"github.com/hubgate/hubgate/caddymodule/session"
 	"github.com/hubgate/hubgate/caddymodule/web"
 	"github.com/hubgate/hubgate/policies"
@@ -77,6 +80,14 @@ type Handler struct {
 	// claims an identity and forwarding headers the gateway does not set;
 	// see SECURITY.md). Case and '_' for '-' do not matter.
 	StripHeaders []string `json:"strip_headers,omitempty"`
+
+	// AuditLog, if set, is the file the audit trail is also written to
+	// as a tamper-evident log: each record carries the hash of the one
+	// before, and a checkpoint signed with the deployment's assertion key
+	// (published at /hub/.well-known/jwks.json) is written every 1000
+	// records and every minute. `caddy hubgate verify-audit` checks it.
+	// Rotated at 100 MiB.
+	AuditLog string `json:"audit_log,omitempty"`
 
 	// Docker configures the Docker spawner.
 	Docker *DockerConfig `json:"docker,omitempty"`
@@ -148,6 +159,8 @@ type Handler struct {
 	Assertion *AssertionConfig `json:"assertion,omitempty"`
 
 	logger   *zap.Logger
+	diffs    *reloadDiffs
+	auditKey string
 	watcher  *policies.Watcher
 	runtime  *hub.Runtime
 	hubKey   string
@@ -239,18 +252,44 @@ func (h *Handler) applyDefaults() {
 // engine call.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	audit := caddy.Log().Named("hubgate.audit")
 	h.applyDefaults()
 	if err := h.Validate(); err != nil {
 		return err
+	}
+	prefix := session.StoragePrefix(h.Name)
+	// The assertion key signs assertions (if on) and the audit log's
+	// checkpoints (if on); the JWKS publishes it for either.
+	var signer *assertion.Signer
+	if h.Assertion != nil || h.AuditLog != "" {
+		ttl := defaultAssertionTTL
+		if h.Assertion != nil {
+			ttl = time.Duration(h.Assertion.TTL)
+		}
+		var err error
+		if signer, err = assertion.Load(ctx, ctx.Storage(), prefix+"/assertion.key", ttl); err != nil {
+			return fmt.Errorf("hubgate: assertion key: %w", err)
+		}
+	}
+	h.diffs = new(reloadDiffs)
+	audit := caddy.Log().Named("hubgate.audit")
+	if h.AuditLog != "" {
+		val, _, err := auditLogs.LoadOrNew(h.AuditLog, func() (caddy.Destructor, error) {
+			w, err := auditlog.Open(auditlog.Options{Path: h.AuditLog, Signer: signer.Key(), KeyID: signer.KeyID(), MaxSize: 100 << 20})
+			return auditFile{w}, err
+		})
+		if err != nil {
+			return fmt.Errorf("hubgate: audit log %s: %w", h.AuditLog, err)
+		}
+		h.auditKey = h.AuditLog
+		audit = auditlog.Tee(audit, val.(auditFile).Writer)
 	}
 	w, err := policies.NewWatcher(h.logger.Named("policy"), h.Policy, h.onPolicyReload(audit))
 	if err != nil {
 		return fmt.Errorf("load policy: %w", err)
 	}
 	h.watcher = w
+	h.diffs.prev.Store(w.Current())
 
-	prefix := session.StoragePrefix(h.Name)
 	key, err := session.LoadOrCreateKey(ctx, ctx.Storage(), prefix+"/master.key")
 	if err != nil {
 		return fmt.Errorf("load session key: %w", err)
@@ -282,12 +321,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	providers, err := h.buildProviders()
 	if err != nil {
 		return err
-	}
-	var signer *assertion.Signer
-	if h.Assertion != nil {
-		if signer, err = assertion.Load(ctx, ctx.Storage(), prefix+"/assertion.key", time.Duration(h.Assertion.TTL)); err != nil {
-			return fmt.Errorf("hubgate: assertion key: %w", err)
-		}
 	}
 	pg, err := pages.New()
 	if err != nil {
@@ -329,8 +362,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.site = web.New(web.Options{
 		Login: h.login, Hub: h.runtime, Proxy: h.proxy, Pages: pg,
-		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer,
-		Logger: h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
+		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer, SignAssertions: h.Assertion != nil,
+		LastDiff: func() []string { d, _ := h.diffs.last.Load().([]string); return d },
+		Logger:   h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
 	})
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
@@ -355,6 +389,24 @@ var runtimes = caddy.NewUsagePool()
 // revocations, used OAuth states, GitHub re-checks) the same way, keyed by
 // the deployment's name.
 var loginStates = caddy.NewUsagePool()
+
+// reloadDiffs keeps, per config, the policy before the last reload (for
+// its diff) and that diff's lines.
+type reloadDiffs struct {
+	prev atomic.Pointer[policies.Policy]
+	last atomic.Value // []string
+}
+
+// auditLogs holds the open tamper-evident audit files across reloads,
+// keyed by path, so a reload neither reopens a file nor breaks its chain.
+var auditLogs = caddy.NewUsagePool()
+
+// auditFile closes its writer (a final checkpoint) when the last config
+// using it is unloaded.
+type auditFile struct{ *auditlog.Writer }
+
+// Destruct implements caddy.Destructor.
+func (f auditFile) Destruct() error { return f.Close() }
 
 // loadRuntime finds or makes the deployment's runtime, with the Docker
 // spawner.
@@ -400,6 +452,14 @@ func (h *Handler) onPolicyReload(audit *zap.Logger) func(policies.ReloadResult) 
 			fields = append(fields, zap.Error(res.Err))
 		}
 		reloads.WithLabelValues(result).Inc()
+		if res.OK && h.watcher != nil {
+			// Who gains or loses what: one audit record per reload, and
+			// the admin page shows the last one.
+			cur := h.watcher.Current()
+			lines := policies.Diff(h.diffs.prev.Swap(cur), cur).Lines()
+			h.diffs.last.Store(lines)
+			fields = append(fields, zap.Strings("access_changes", lines))
+		}
 		if res.OK && h.runtime != nil && h.watcher != nil {
 			if n := h.runtime.Streams().CloseDenied(h.watcher.Current().Allowed); n > 0 {
 				fields = append(fields, zap.Int("streams_closed", n))
@@ -450,6 +510,12 @@ func (h *Handler) Cleanup() error {
 	if h.proxy != nil {
 		_ = h.proxy.Cleanup()
 		h.proxy = nil
+	}
+	if h.auditKey != "" {
+		if _, err := auditLogs.Delete(h.auditKey); err != nil {
+			return fmt.Errorf("release audit log: %w", err)
+		}
+		h.auditKey = ""
 	}
 	if h.state != nil {
 		h.state = nil

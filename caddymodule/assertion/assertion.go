@@ -29,6 +29,7 @@ import (
 
 // Signer signs assertions with the deployment's ES256 key.
 type Signer struct {
+	kid    string
 	ttl    time.Duration
 	key    *ecdsa.PrivateKey
 	signer jose.Signer
@@ -85,6 +86,7 @@ func Load(ctx context.Context, st certmagic.Storage, key string, ttl time.Durati
 		return nil, err
 	}
 	return &Signer{
+		kid:    pub.KeyID,
 		ttl:    ttl,
 		key:    priv,
 		signer: signer,
@@ -110,6 +112,9 @@ func parseKey(raw []byte) (*ecdsa.PrivateKey, error) {
 
 // JWKS is the public key set, as JSON.
 func (a *Signer) JWKS() []byte { return a.jwks }
+
+// KeyID is the key's "kid" in the JWKS (its JWK thumbprint).
+func (a *Signer) KeyID() string { return a.kid }
 
 // Key is the signing key (for the audit log's signed checkpoints).
 func (a *Signer) Key() crypto.Signer { return a.key }

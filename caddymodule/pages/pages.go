@@ -112,6 +112,8 @@ type AdminPage struct {
 	Servers []ServerInfo
 	Users   []UserInfo
 	Reload  Reload
+	// Changes are the last reload's access changes, one line per user.
+	Changes []string
 	Policy  string
 	Engine  string
 	Queue   string

@@ -43,6 +43,9 @@ func (s *Site) serveAdmin(w http.ResponseWriter, r *http.Request, sess *session.
 		Reload: pages.Reload{OK: res.OK, Err: res.Err, Time: res.Time},
 		Policy: pol.Summary(), Engine: "reachable",
 	}
+	if s.o.LastDiff != nil {
+		page.Changes = s.o.LastDiff()
+	}
 	servers, err := s.listServers(r.Context())
 	if err != nil {
 		page.Engine = "unreachable: " + err.Error()

@@ -35,8 +35,13 @@ type Options struct {
 	Policy func() *policies.Policy
 	// PolicyStatus is the last policy reload's result.
 	PolicyStatus func() policies.ReloadResult
-	// Signer signs the identity assertion; nil when it is off.
+	// Signer holds the deployment's assertion key (published as the
+	// JWKS); nil when neither the assertion nor the audit log is on.
 	Signer *assertion.Signer
+	// SignAssertions sends the signed identity assertion upstream.
+	SignAssertions bool
+	// LastDiff is the last policy reload's access changes.
+	LastDiff func() []string
 	Logger *zap.Logger
 	Audit  *zap.Logger
 	// StartWait: see DefaultStartWait.

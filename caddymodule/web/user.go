@@ -52,7 +52,7 @@ func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.S
 // visitor is who the proxied request is for, with the signed assertion.
 func (s *Site) visitor(r *http.Request, sess *session.Session, server string) hub.Visitor {
 	v := hub.Visitor{SessionID: sess.ID, User: sess.User, Groups: sess.Groups, Expires: time.Unix(sess.Expires, 0)}
-	if s.o.Signer != nil {
+	if s.o.SignAssertions && s.o.Signer != nil {
 		tok, err := s.o.Signer.Sign(s.o.Login.Origin(r), sess, server)
 		if err != nil {
 			s.o.Logger.Error("signing the identity assertion failed", zap.String("user", sess.User), zap.Error(err))
