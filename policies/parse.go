@@ -23,7 +23,7 @@ import (
 // The fields each mapping of the policy file may have.
 var (
 	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens"}
-	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url"}
+	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url", "pull", "node_selector", "tolerations", "extended_resources"}
 	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token"}
 	limitsFields = []string{"memory", "cpus", "pids"}
 )
@@ -360,6 +360,14 @@ func (p *parser) image(key, n *yaml.Node, field string) {
 				continue
 			}
 			img.URL = s
+		case "pull":
+			img.Pull = p.pull(v, f)
+		case "node_selector":
+			img.NodeSelector = p.nodeSelector(v, f)
+		case "tolerations":
+			img.Tolerations = p.tolerations(v, f)
+		case "extended_resources":
+			img.ExtendedResources = p.extendedResources(v, f)
 		}
 	}
 	if !hasImage {

@@ -34,7 +34,9 @@ import (
 // Options says what to run besides etcd and kube-apiserver.
 type Options struct {
 	// Nodes runs kube-scheduler and kwok with one fake Node (NodeName), so
-	// pods are scheduled and become Running with an IP.
+	// pods are scheduled and become Running with an IP, and a volume
+	// binder that binds every pending claim to a new hostPath volume (what
+	// kube-controller-manager would do).
 	Nodes bool
 	// NodeCPU and NodeMemory are the fake Node's allocatable resources.
 	// Defaults "32" and "64Gi".
@@ -68,6 +70,7 @@ type ControlPlane struct {
 	opts   Options
 	client *kubernetes.Clientset
 	nsSeq  atomic.Int64
+	stopBg context.CancelFunc // background helpers (the volume binder)
 }
 
 // Start starts the control plane and waits until the apiserver is ready
@@ -112,6 +115,9 @@ func Start(opts Options) (cp *ControlPlane, err error) {
 		if err := cp.startNodes(bin, schedPort); err != nil {
 			return cp, err
 		}
+		bg, cancel := context.WithCancel(context.Background())
+		cp.stopBg = cancel
+		cp.startBinder(bg)
 	}
 	return cp, nil
 }
@@ -263,6 +269,9 @@ func (cp *ControlPlane) Stop() error {
 		return nil
 	}
 	var errs []error
+	if cp.stopBg != nil {
+		cp.stopBg()
+	}
 	for i := len(cp.procs) - 1; i >= 0; i-- {
 		if err := cp.procs[i].stop(15 * time.Second); err != nil {
 			errs = append(errs, err)
