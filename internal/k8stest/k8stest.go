@@ -99,11 +99,11 @@ func Start(opts Options) (cp *ControlPlane, err error) {
 	if cp.ca, err = writeCerts(dir); err != nil {
 		return cp, err
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		return cp, err
 	}
-	etcdClient, etcdPeer, apiPort, schedPort := ports[0], ports[1], ports[2], ports[3]
+	etcdClient, etcdPeer, apiPort, schedPort, kubeletPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 
 	if err := cp.startEtcd(bin, etcdClient, etcdPeer); err != nil {
 		return cp, err
@@ -112,7 +112,7 @@ func Start(opts Options) (cp *ControlPlane, err error) {
 		return cp, err
 	}
 	if opts.Nodes {
-		if err := cp.startNodes(bin, schedPort); err != nil {
+		if err := cp.startNodes(bin, schedPort, kubeletPort); err != nil {
 			return cp, err
 		}
 		bg, cancel := context.WithCancel(context.Background())

@@ -13,7 +13,7 @@ import (
 )
 
 // startNodes starts kube-scheduler and kwok and creates the fake Node.
-func (cp *ControlPlane) startNodes(bin string, schedPort int) error {
+func (cp *ControlPlane) startNodes(bin string, schedPort, kubeletPort int) error {
 	kubeconfig := filepath.Join(cp.Dir, "admin.kubeconfig")
 	if err := os.WriteFile(kubeconfig, []byte(cp.kubeconfig(cp.tokens["admin"])), 0o600); err != nil {
 		return fmt.Errorf("k8stest: write kubeconfig: %w", err)
@@ -33,7 +33,9 @@ func (cp *ControlPlane) startNodes(bin string, schedPort int) error {
 	}
 	args := []string{"--kubeconfig=" + kubeconfig, "--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-		"--cidr=10.244.0.0/16", "--node-ip=10.0.0.1"}
+		// The node's kubelet address is a closed loopback port, so what the
+		// apiserver proxies to a kubelet (logs, exec) fails at once.
+		"--cidr=10.244.0.0/16", "--node-ip=127.0.0.1", "--node-port=" + itoa(kubeletPort)}
 	for _, s := range stages {
 		args = append(args, "--config="+s)
 	}

@@ -82,6 +82,8 @@ const (
 	DefaultRunAsUser  = 1000
 	DefaultAPITimeout = 30 * time.Second
 	DefaultStopGrace  = 5 * time.Second
+	DefaultQPS        = 50
+	DefaultBurst      = 100
 )
 
 // Config configures the Kubernetes backend. In a Caddyfile it is the
@@ -210,6 +212,11 @@ func New(ctx context.Context, cfg Config, logger *zap.Logger) (*Spawner, error) 
 	}
 	if cfg.Namespace == "" {
 		cfg.Namespace = ns
+	}
+	if restCfg.QPS == 0 {
+		// client-go's default (5/s, bursts of 10) would queue a burst of
+		// starts behind each other.
+		restCfg.QPS, restCfg.Burst = DefaultQPS, DefaultBurst
 	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
