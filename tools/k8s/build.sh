@@ -71,7 +71,9 @@ if [ ! -d "$dir/kwok-stage" ]; then
 	mkdir -p "$dir/kwok-stage.tmp"
 	for s in node/fast node/heartbeat pod/fast; do
 		mkdir -p "$dir/kwok-stage.tmp/$s"
-		cp "$src/kustomize/stage/$s"/*.yaml "$dir/kwok-stage.tmp/$s/"
+		for f in "$src/kustomize/stage/$s"/*.yaml; do
+			[ "$(basename "$f")" = kustomization.yaml ] || cp "$f" "$dir/kwok-stage.tmp/$s/"
+		done
 	done
 	chmod -R u+w "$dir/kwok-stage.tmp"
 	mv "$dir/kwok-stage.tmp" "$dir/kwok-stage"
