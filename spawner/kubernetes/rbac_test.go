@@ -74,7 +74,7 @@ func TestRoleSufficesAndNoMore(t *testing.T) {
 	}
 	sec := getPod(t, ns, inst.Name).Spec.Containers[0].EnvFrom[0].SecretRef.Name
 	if got, err := admin.CoreV1().Secrets(ns).Get(ctx, sec, metav1.GetOptions{}); err != nil || len(got.OwnerReferences) != 1 {
-		t.Fatalf("secret owner not set as the ServiceAccount: %v %+v", err, got)
+		t.Fatalf("secret owner not set as the ServiceAccount: %v (owners %+v)", err, got.OwnerReferences)
 	}
 	waitInstance(t, s, "kim", "lab", "routable", routable)
 	if l, err := s.List(ctx); err != nil || len(l) != 2 {

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/hubgate/hubgate/internal/k8stest"
-	"github.com/hubgate/hubgate/spawner"
 )
 
 // TestSteadyStateMakesNoAPICalls: once pods run, Get, List and a watching
@@ -82,5 +81,4 @@ func TestSteadyStateMakesNoAPICalls(t *testing.T) {
 	if fresh.Total() > 2 {
 		t.Errorf("Get after restart made calls: %v", fresh.Calls())
 	}
-	_ = spawner.ErrNotFound
 }
