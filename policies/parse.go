@@ -23,7 +23,7 @@ import (
 // The fields each mapping of the policy file may have.
 var (
 	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults"}
-	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url", "read_only", "cap_add"}
+	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url", "read_only", "cap_add", "pull", "node_selector", "tolerations", "extended_resources"}
 	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token"}
 	limitsFields = []string{"memory", "cpus", "pids"}
 )
@@ -372,6 +372,14 @@ func (p *parser) image(key, n *yaml.Node, field string) {
 			img.ReadOnly, _ = p.boolean(v, f)
 		case "cap_add":
 			img.CapAdd = p.capAdd(v, f)
+		case "pull":
+			img.Pull = p.pull(v, f)
+		case "node_selector":
+			img.NodeSelector = p.nodeSelector(v, f)
+		case "tolerations":
+			img.Tolerations = p.tolerations(v, f)
+		case "extended_resources":
+			img.ExtendedResources = p.extendedResources(v, f)
 		}
 	}
 	if !hasImage {

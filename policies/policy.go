@@ -111,6 +111,25 @@ type Image struct {
 	// upper-case names without "CAP_", such as "NET_BIND_SERVICE", sorted.
 	// In YAML "cap_add", names in any case, with or without "CAP_".
 	CapAdd []string
+
+	// The fields below matter on a cluster (the Kubernetes backend); the
+	// Docker backend ignores them.
+
+	// Pull says when the cluster pulls the image: PullAlways,
+	// PullIfMissing or PullNever ("always", "if_missing", "never"). Empty
+	// means the backend's default (if_missing).
+	Pull string
+
+	// NodeSelector restricts the image's pods to nodes with all these
+	// labels, such as {"nvidia.com/gpu.present": "true"}.
+	NodeSelector map[string]string
+
+	// Tolerations let the image's pods run on tainted nodes (GPU nodes).
+	Tolerations []Toleration
+
+	// ExtendedResources are countable node resources each pod needs, by
+	// resource name, such as {"nvidia.com/gpu": 1}; 1 to 1024 each.
+	ExtendedResources map[string]int64
 }
 
 // Limits are the resource limits of a user's container. A zero field means

@@ -90,3 +90,73 @@ func VolumeName(prefix, user string) string {
 func InternalName(prefix, name string) string {
 	return prefix + "." + name
 }
+
+// EscapeDNS maps s to a string of [a-z0-9], usable in any part of a
+// Kubernetes object name or label value (DNS-1123). Bytes in [a-y0-9] are
+// kept; every other byte of the UTF-8 string (including 'z', '-', '_', '.'
+// and uppercase letters) becomes 'z' followed by its two lowercase hex
+// digits. "Alice" becomes "z41lice", "a-b" becomes "az2db" and "zoe"
+// becomes "z7aoe".
+//
+// Like EscapeName it is injective and its output never contains '-', so
+// names joined with '-' are injective too. It is part of hubgate's stable
+// contract on Kubernetes: changing it would orphan every pod and claim.
+func EscapeDNS(s string) string {
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'y' || c >= '0' && c <= '9' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('z')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&0x0f])
+	}
+	return b.String()
+}
+
+// UnescapeDNS reverses EscapeDNS. It reports false if s is not an output of
+// EscapeDNS.
+func UnescapeDNS(s string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'y' || c >= '0' && c <= '9':
+			b.WriteByte(c)
+		case c == 'z' && i+2 < len(s):
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if !ok1 || !ok2 {
+				return "", false
+			}
+			v := hi<<4 | lo
+			if v >= 'a' && v <= 'y' || v >= '0' && v <= '9' {
+				return "", false // EscapeDNS never escapes these
+			}
+			b.WriteByte(v)
+			i += 2
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+// PodName returns the Kubernetes name of user's pod for server in the
+// deployment with the given prefix: "<prefix>-<EscapeDNS(user)>-<EscapeDNS(server)>".
+func PodName(prefix, user, server string) string {
+	return prefix + "-" + EscapeDNS(user) + "-" + EscapeDNS(server)
+}
+
+// ClaimName returns the Kubernetes name of user's home volume claim in the
+// deployment with the given prefix: "<prefix>-home-<EscapeDNS(user)>".
+// Claims and pods are separate kinds, so a user named "home" does not
+// collide with anything.
+func ClaimName(prefix, user string) string {
+	return prefix + "-home-" + EscapeDNS(user)
+}

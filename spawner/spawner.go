@@ -88,6 +88,69 @@ type Spec struct {
 	// of truth after a gateway restart. Keys are [a-z0-9_]; values are not
 	// secret.
 	Meta map[string]string
+
+	// The fields below are optional scheduling hints for backends that run
+	// on a cluster (spawner/kubernetes). The Docker backend ignores them: it
+	// never pulls, has one node, and no extended resources.
+
+	// PullPolicy says when the cluster pulls the image: PullAlways,
+	// PullIfMissing or PullNever. Empty means the backend's default
+	// (PullIfMissing on Kubernetes).
+	PullPolicy string
+	// NodeSelector restricts the server to nodes with all these labels
+	// (merged over the backend's default selector; these win).
+	NodeSelector map[string]string
+	// Tolerations let the server run on nodes with matching taints (such
+	// as GPU nodes).
+	Tolerations []Toleration
+	// ExtendedResources are countable node resources the server needs, by
+	// resource name, such as {"nvidia.com/gpu": 1}. They are requested and
+	// limited alike.
+	ExtendedResources map[string]int64
+}
+
+// Image pull policies of Spec.PullPolicy.
+const (
+	PullAlways    = "always"
+	PullIfMissing = "if_missing"
+	PullNever     = "never"
+)
+
+// Toleration lets a server run on nodes with a matching taint, as in
+// Kubernetes: an empty Key with Operator "exists" tolerates every taint; an
+// empty Effect matches every effect.
+type Toleration struct {
+	// Key is the taint key, such as "nvidia.com/gpu".
+	Key string
+	// Operator is "equal" (the default: Value must match) or "exists" (any
+	// value; Value must be empty).
+	Operator string
+	// Value is the taint value, for Operator "equal".
+	Value string
+	// Effect is "NoSchedule", "PreferNoSchedule", "NoExecute" or empty (all).
+	Effect string
+}
+
+// Validate reports whether t is well-formed.
+func (t Toleration) Validate() error {
+	switch t.Operator {
+	case "", "equal":
+		if t.Key == "" {
+			return errors.New("toleration with operator \"equal\" needs a key")
+		}
+	case "exists":
+		if t.Value != "" {
+			return fmt.Errorf("toleration of %q with operator \"exists\" must not have a value", t.Key)
+		}
+	default:
+		return fmt.Errorf("toleration of %q: operator %q must be \"equal\" or \"exists\"", t.Key, t.Operator)
+	}
+	switch t.Effect {
+	case "", "NoSchedule", "PreferNoSchedule", "NoExecute":
+	default:
+		return fmt.Errorf("toleration of %q: effect %q must be NoSchedule, PreferNoSchedule or NoExecute", t.Key, t.Effect)
+	}
+	return nil
 }
 
 // Validate reports whether s is complete and well-formed. Backends call it
@@ -119,6 +182,21 @@ func (s Spec) Validate() error {
 	for _, c := range s.CapAdd {
 		if !capRE.MatchString(c) || c == "ALL" {
 			return fmt.Errorf("invalid capability %q: name one capability, such as NET_BIND_SERVICE", c)
+		}
+	}
+	switch s.PullPolicy {
+	case "", PullAlways, PullIfMissing, PullNever:
+	default:
+		return fmt.Errorf("pull policy %q must be %q, %q or %q", s.PullPolicy, PullAlways, PullIfMissing, PullNever)
+	}
+	for _, t := range s.Tolerations {
+		if err := t.Validate(); err != nil {
+			return err
+		}
+	}
+	for name, n := range s.ExtendedResources {
+		if name == "" || n < 0 {
+			return fmt.Errorf("invalid extended resource %q: %d", name, n)
 		}
 	}
 	return nil

@@ -42,8 +42,8 @@ type Options struct {
 	SignAssertions bool
 	// LastDiff is the last policy reload's access changes.
 	LastDiff func() []string
-	Logger *zap.Logger
-	Audit  *zap.Logger
+	Logger   *zap.Logger
+	Audit    *zap.Logger
 	// StartWait: see DefaultStartWait.
 	StartWait time.Duration
 }
