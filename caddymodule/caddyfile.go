@@ -35,6 +35,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			network <network-name>
 //			isolate true|false
 //		}
+//		kubernetes { namespace, kubeconfig, storage_class, volume_size, ... }
 //		session_ttl <duration>
 //		start_timeout <duration>
 //		start_wait <duration>
@@ -171,6 +172,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.LoginFailuresPerIP = n
 			case "max_concurrent_starts":
 				h.MaxConcurrentStarts = &n
+			}
+		case "kubernetes":
+			if err := h.unmarshalKubernetes(d); err != nil {
+				return err
 			}
 		case "oidc", "github", "local", "assertion":
 			if err := h.unmarshalAuth(d); err != nil {

@@ -4,6 +4,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,7 +28,9 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/session"
 	"github.com/hubgate/hubgate/caddymodule/web"
 	"github.com/hubgate/hubgate/policies"
+	"github.com/hubgate/hubgate/spawner"
 	"github.com/hubgate/hubgate/spawner/docker"
+	"github.com/hubgate/hubgate/spawner/kubernetes"
 )
 
 func init() {
@@ -89,8 +92,13 @@ type Handler struct {
 	// Rotated at 100 MiB.
 	AuditLog string `json:"audit_log,omitempty"`
 
-	// Docker configures the Docker spawner.
+	// Docker configures the Docker spawner (the default backend).
 	Docker *DockerConfig `json:"docker,omitempty"`
+
+	// Kubernetes, if set, runs user servers as pods on a Kubernetes
+	// cluster instead of Docker containers: one pod per user and server,
+	// one PersistentVolumeClaim per user. See deploy/kubernetes.
+	Kubernetes *KubernetesConfig `json:"kubernetes,omitempty"`
 
 	// SessionTTL is how long a login lasts. Default: 24h.
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
@@ -408,20 +416,35 @@ type auditFile struct{ *auditlog.Writer }
 // Destruct implements caddy.Destructor.
 func (f auditFile) Destruct() error { return f.Close() }
 
-// loadRuntime finds or makes the deployment's runtime, with the Docker
-// spawner.
+// loadRuntime finds or makes the deployment's runtime, with the Docker or
+// the Kubernetes spawner. Its key is the deployment and the engine it
+// talks to, nothing else: a tunable never makes a second runtime.
 func (h *Handler) loadRuntime(tokens hub.TokenDeriver, audit *zap.Logger) (*hub.Runtime, string, error) {
 	key := fmt.Sprintf("%s|docker|%s|%s|%t", h.Name, h.Docker.Host, h.Docker.Network, *h.Docker.Isolate)
+	if k := h.Kubernetes; k != nil {
+		key = fmt.Sprintf("%s|kubernetes|%s|%s", h.Name, k.Kubeconfig, k.Namespace)
+	}
 	val, _, err := runtimes.LoadOrNew(key, func() (caddy.Destructor, error) {
 		logger := caddy.Log().Named("hubgate.hub")
-		sp, err := docker.New(docker.Config{
-			Host:    h.Docker.Host,
-			Network: h.Docker.Network,
-			Isolate: *h.Docker.Isolate,
-			Prefix:  h.Name,
-		}, logger.Named("docker"))
-		if err != nil {
-			return nil, fmt.Errorf("docker spawner: %w", err)
+		var sp spawner.Spawner
+		var err error
+		if h.Kubernetes != nil {
+			// The informer lives as long as the runtime, not this config:
+			// Destruct closes it.
+			sp, err = kubernetes.New(context.Background(), h.Kubernetes.config(h.Name), logger.Named("kubernetes"))
+			if err != nil {
+				return nil, fmt.Errorf("kubernetes spawner: %w", err)
+			}
+		} else {
+			sp, err = docker.New(docker.Config{
+				Host:    h.Docker.Host,
+				Network: h.Docker.Network,
+				Isolate: *h.Docker.Isolate,
+				Prefix:  h.Name,
+			}, logger.Named("docker"))
+			if err != nil {
+				return nil, fmt.Errorf("docker spawner: %w", err)
+			}
 		}
 		return hub.New(hub.Options{Spawner: sp, Tokens: tokens, Logger: logger, Audit: audit}, hub.Config{})
 	})
@@ -476,6 +499,11 @@ func (h *Handler) Validate() error {
 	}
 	if !nameRE.MatchString(h.Name) {
 		return fmt.Errorf("hubgate: name %q must be lower-case letters, digits and dashes, at most 31 characters", h.Name)
+	}
+	if h.Kubernetes != nil {
+		if err := h.Kubernetes.validate(); err != nil {
+			return err
+		}
 	}
 	if h.PublicURL != "" {
 		u, err := url.Parse(h.PublicURL)

@@ -216,6 +216,18 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 		}
 		return nil, &StartError{Step: step, Err: fmt.Errorf("start container for %s/%s: %w", req.User, req.Server, err)}
 	}
+	if inst, err = rt.awaitRunning(ctx, req, inst, st); err != nil {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		rt.audit.Error("spawn failed", append(fields, zap.String("reason", "not_running"), zap.String("status", inst.Status), zap.Error(err))...)
+		if errors.Is(err, context.DeadlineExceeded) {
+			if serr := rt.spawner.Stop(lctx, req.User, req.Server); serr != nil && !errors.Is(serr, spawner.ErrNotFound) {
+				rt.logger.Error("stopping a server that did not start failed", append(fields, zap.Error(serr))...)
+			}
+		}
+		steps := st.Steps()
+		return nil, &StartError{Step: steps[len(steps)-1], Err: fmt.Errorf("wait for %s/%s to run: %w", req.User, req.Server, err)}
+	}
 	r := rt.newRoute(inst)
 	if len(req.Grant.Repos) > 0 {
 		st.step(StepRepos)
@@ -271,6 +283,11 @@ func (rt *Runtime) spec(ctx context.Context, req StartRequest, timeout time.Dura
 		HomeMount: img.Home,
 		Nonce:     nonce,
 		CapAdd:    img.CapAdd,
+		// Scheduling on a cluster (ignored by Docker).
+		PullPolicy:        img.Pull,
+		NodeSelector:      img.NodeSelector,
+		Tolerations:       tolerations(img.Tolerations),
+		ExtendedResources: img.ExtendedResources,
 		// A read-only root keeps a fresh tmpfs at /tmp; the home volume
 		// stays writable.
 		ReadOnlyRootFS: img.ReadOnly,
@@ -365,4 +382,43 @@ func safeOutput(logs string, env map[string]string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// awaitRunning waits until the engine reports the server running with an
+// address. Docker's Ensure returns a running container; a cluster's pod
+// may first wait to be scheduled or for its image, and its status (such
+// as "pending: Unschedulable: 0/3 nodes are available: insufficient
+// memory") becomes the step the progress page shows. The informer-backed
+// Get makes no API call.
+func (rt *Runtime) awaitRunning(ctx context.Context, req StartRequest, inst spawner.Instance, st *Start) (spawner.Instance, error) {
+	for !inst.Running || inst.Addr == "" {
+		if inst.Status != "" {
+			st.step("waiting for the engine: " + inst.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return inst, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		next, err := rt.spawner.Get(ctx, req.User, req.Server)
+		switch {
+		case errors.Is(err, spawner.ErrNotFound):
+			return inst, ErrContainerGone
+		case err != nil:
+			continue
+		}
+		inst = next
+	}
+	return inst, nil
+}
+
+func tolerations(ts []policies.Toleration) []spawner.Toleration {
+	if len(ts) == 0 {
+		return nil
+	}
+	out := make([]spawner.Toleration, len(ts))
+	for i, t := range ts {
+		out[i] = spawner.Toleration{Key: t.Key, Operator: t.Operator, Value: t.Value, Effect: t.Effect}
+	}
+	return out
 }
