@@ -57,6 +57,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 )
 
@@ -64,34 +65,45 @@ import (
 type config struct {
 	duration, warmup time.Duration
 	rounds           int
-	threads, conns   int
+	threads          int
+	connSet          []int
+	tls              bool
 	wsMsgs, wsConns  int
 	wsRounds         int
 	cold, crowd      int
+	coldImage        string
+	coldPort         string
 	scale            bool
 	scaleN           int
+	scaleWS          int
 	goBench          bool
 	pprof            bool
+	pprofSeconds     int
 	results          string
 }
 
 func loadConfig() config {
 	return config{
-		duration: envDuration("BENCH_DURATION", 6*time.Second),
-		warmup:   envDuration("BENCH_WARMUP", 3*time.Second),
-		rounds:   envInt("BENCH_ROUNDS", 6),
-		threads:  envInt("BENCH_THREADS", 2),
-		conns:    envInt("BENCH_CONNS", 64),
-		wsMsgs:   envInt("BENCH_WS_MSGS", 3000),
-		wsConns:  envInt("BENCH_WS_CONNS", 16),
-		wsRounds: envInt("BENCH_WS_ROUNDS", 9),
-		cold:     envInt("BENCH_COLD", 10),
-		crowd:    envInt("BENCH_CROWD", 50),
-		scale:    envInt("BENCH_SCALE", 0) != 0,
-		scaleN:   envInt("BENCH_SCALE_N", 200),
-		goBench:  envInt("BENCH_GO", 1) != 0,
-		pprof:    envInt("BENCH_PPROF", 0) != 0,
-		results:  envString("BENCH_RESULTS", "bench/results.md"),
+		duration:     envDuration("BENCH_DURATION", 2*time.Second),
+		warmup:       envDuration("BENCH_WARMUP", 1*time.Second),
+		rounds:       envInt("BENCH_ROUNDS", 3),
+		threads:      envInt("BENCH_THREADS", 2),
+		connSet:      envInts("BENCH_CONNS", []int{1, 64}),
+		tls:          envInt("BENCH_TLS", 1) != 0,
+		wsMsgs:       envInt("BENCH_WS_MSGS", 2000),
+		wsConns:      envInt("BENCH_WS_CONNS", 16),
+		wsRounds:     envInt("BENCH_WS_ROUNDS", 3),
+		cold:         envInt("BENCH_COLD", 5),
+		coldImage:    envString("BENCH_COLD_IMAGE", "hubgate/jupyter-debian:latest"),
+		coldPort:     envString("BENCH_COLD_PORT", "8888"),
+		crowd:        envInt("BENCH_CROWD", 200),
+		scale:        envInt("BENCH_SCALE", 0) != 0,
+		scaleN:       envInt("BENCH_SCALE_N", 1000),
+		scaleWS:      envInt("BENCH_SCALE_WS", 1000),
+		goBench:      envInt("BENCH_GO", 0) != 0,
+		pprof:        envInt("BENCH_PPROF", 0) != 0,
+		pprofSeconds: envInt("BENCH_PPROF_SECONDS", 10),
+		results:      envString("BENCH_RESULTS", "bench/results.md"),
 	}
 }
 
@@ -112,6 +124,23 @@ func envInt(k string, def int) int {
 		log.Fatalf("%s=%q: want a non-negative integer", k, v)
 	}
 	return n
+}
+
+// envInts reads a comma-separated list of positive integers.
+func envInts(k string, def []int) []int {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			log.Fatalf("%s=%q: want positive integers separated by commas", k, v)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func envDuration(k string, def time.Duration) time.Duration {
@@ -141,10 +170,16 @@ type bench struct {
 	goTest string // caddymodule's test binary, built at the start
 	hub    *caddyProc
 	plain  *caddyProc
-	hubN   int // hubgate process generation, for log names
+	// The anchors beside plain Caddy (nil when they could not start).
+	chp, chpTLS *caddyProc
+	o2p         *caddyProc
+	o2pCookie   string
+	hubN        int // hubgate process generation, for log names
 
-	main *userSession // the "bench" user, whose container a, b, c share
+	main *userSession // the "bench" user, whose container every target shares
 	app  appContainer
+	// coldImageOK: the cold start image (BENCH_COLD_IMAGE) is on the engine.
+	coldImageOK bool
 
 	res results
 }
@@ -225,12 +260,22 @@ func (b *bench) run(ctx context.Context) error {
 		releaseOwner(b.out, stale)
 	}
 
+	if !haveTaskset() {
+		return errors.New("taskset (util-linux) is missing: the benchmark pins the servers and the load generator to separate CPUs")
+	}
+	if _, _, err := b.dk.ImageInspectWithRaw(ctx, b.cfg.coldImage); err == nil {
+		b.coldImageOK = true
+	} else if b.cfg.cold > 0 {
+		note := fmt.Sprintf("the cold start image %s is not on the engine (%v): build it with images/jupyter-debian/build.sh (needs root and debootstrap); the cold start is measured with hubgate/testapp instead", b.cfg.coldImage, err)
+		log.Printf("WARNING: %s", note)
+		b.res.notes = append(b.res.notes, note)
+	}
 	b.res.started = time.Now()
 	b.res.machine = machineInfo(ctx, b.root, b.caddyBin)
 	if b.cfg.goBench {
 		b.compileGoBenchmarks(ctx)
 	}
-	b.res.uptimeBefore = uptime()
+	b.res.uptimeBefore, b.res.loadBefore = uptime(), loadAvg()
 	b.res.busyBefore = sampleBusy(2 * time.Second)
 	log.Printf("machine: %s, %s cores; %s; others busy %.0f%% of the machine", b.res.machine.cpu, b.res.machine.nproc, b.res.uptimeBefore, b.res.busyBefore)
 
@@ -257,31 +302,72 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.startPlain(ctx); err != nil {
 		return err
 	}
+	certPath, keyPath, err := selfSignedCert(b.work)
+	if err != nil {
+		return fmt.Errorf("anchor certificate: %w", err)
+	}
+	if b.phase("throughput") || b.phase("ws") {
+		b.optionalAnchor("configurable-http-proxy", func() error { return b.startCHP(ctx, certPath, keyPath) })
+		b.optionalAnchor("oauth2-proxy", func() error { return b.startOAuth2Proxy(ctx, certPath, keyPath) })
+	}
+	if err := b.putBodies(ctx); err != nil {
+		return err
+	}
 	if err := b.checkTargets(ctx); err != nil {
 		return err
 	}
-	if err := b.throughput(ctx); err != nil {
-		return fmt.Errorf("throughput: %w", err)
+	if b.phase("throughput") {
+		if err := b.throughput(ctx); err != nil {
+			return fmt.Errorf("throughput: %w", err)
+		}
 	}
-	if err := b.websockets(ctx); err != nil {
-		return fmt.Errorf("websockets: %w", err)
+	if b.phase("ws") {
+		if err := b.websockets(ctx); err != nil {
+			return fmt.Errorf("websockets: %w", err)
+		}
 	}
-	if b.cfg.cold > 0 {
+	if b.cfg.pprof {
+		if err := b.profile(ctx); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+	}
+	// The anchors are not needed for the lifecycle: stop them now.
+	for _, p := range []*caddyProc{b.chp, b.chpTLS, b.o2p} {
+		if p != nil {
+			p.stop()
+		}
+	}
+	if b.cfg.cold > 0 && b.phase("cold") {
 		if err := b.coldStart(ctx); err != nil {
 			return fmt.Errorf("cold start: %w", err)
 		}
 	}
-	if b.cfg.crowd > 0 {
+	if b.cfg.crowd > 0 && b.phase("crowd") {
 		if err := b.crowdStart(ctx); err != nil {
 			return fmt.Errorf("crowd: %w", err)
 		}
 	}
-	if b.cfg.scale {
+	if b.cfg.scale && b.phase("scale") {
 		if err := b.scaleRun(ctx); err != nil {
 			return fmt.Errorf("scale: %w", err)
 		}
 	}
 	return nil
+}
+
+// phase reports whether BENCH_ONLY (a comma-separated list of throughput,
+// ws, cold, crowd, scale; default all) selects the phase.
+func (b *bench) phase(name string) bool {
+	only := os.Getenv("BENCH_ONLY")
+	if only == "" {
+		return true
+	}
+	for _, p := range strings.Split(only, ",") {
+		if strings.TrimSpace(p) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // finish runs the Go benchmarks (with nothing else of ours running) and
@@ -291,7 +377,7 @@ func (b *bench) finish(ctx context.Context) {
 		b.goBenchmarks(ctx)
 	}
 	b.res.finished = time.Now()
-	b.res.uptimeAfter = uptime()
+	b.res.uptimeAfter, b.res.loadAfter = uptime(), loadAvg()
 	b.res.busyAfter = sampleBusy(2 * time.Second)
 	md := b.report()
 	fmt.Println()
@@ -334,7 +420,12 @@ func (b *bench) startHubgate(ctx context.Context) error {
 	var pol strings.Builder
 	pol.WriteString("# Written by bench/run for one benchmark run.\nadmins: [bench]\n")
 	pol.WriteString("images:\n  notebook: {image: \"hubgate/testapp:latest\", port: 8888, description: \"Test app\"}\n")
-	pol.WriteString("teams:\n  bench:\n    images: [notebook]\n    members:\n")
+	teamImages := "notebook"
+	if b.coldImageOK {
+		fmt.Fprintf(&pol, "  cold: {image: %q, port: %s, home: %q, description: \"Cold start image\"}\n", b.cfg.coldImage, b.cfg.coldPort, envString("BENCH_COLD_HOME", "/home/jovyan"))
+		teamImages += ", cold"
+	}
+	pol.WriteString("teams:\n  bench:\n    images: [" + teamImages + "]\n    members:\n")
 	for _, u := range users {
 		fmt.Fprintf(&pol, "      - %s\n", u)
 	}
@@ -350,14 +441,15 @@ func (b *bench) startHubgate(ctx context.Context) error {
 		return err
 	}
 
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
-	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
+	httpsPort, httpPort, adminPort, plainPort := ports[0], ports[1], ports[2], ports[3]
 	env := map[string]string{
 		"HUBGATE_HTTPS_PORT": strconv.Itoa(httpsPort),
 		"HUBGATE_HTTP_PORT":  strconv.Itoa(httpPort),
+		"HUBGATE_PLAIN_PORT": strconv.Itoa(plainPort),
 		"HUBGATE_ADMIN":      fmt.Sprintf("127.0.0.1:%d", adminPort),
 		"HUBGATE_SITE":       "localhost",
 		"HUBGATE_POLICY":     policyDir,
@@ -366,13 +458,16 @@ func (b *bench) startHubgate(ctx context.Context) error {
 		"XDG_CONFIG_HOME":    filepath.Join(b.work, "hubgate", "config"),
 	}
 	b.hub = &caddyProc{
-		label:     "hubgate",
-		bin:       b.caddyBin,
-		args:      []string{"run", "--config", filepath.Join(b.root, "Caddyfile"), "--adapter", "caddyfile"},
-		dir:       b.root,
-		env:       mergeEnv(env),
-		httpsPort: httpsPort,
-		admin:     env["HUBGATE_ADMIN"],
+		label:      "hubgate",
+		bin:        b.caddyBin,
+		args:       []string{"run", "--config", filepath.Join(b.root, "bench", "hubgate.Caddyfile"), "--adapter", "caddyfile"},
+		dir:        b.root,
+		env:        mergeEnv(env),
+		httpsPort:  httpsPort,
+		httpPort:   plainPort,
+		admin:      env["HUBGATE_ADMIN"],
+		cpus:       serverCPU,
+		goMaxProcs: 1,
 	}
 	b.res.hubEnv = env
 	b.cl.add("stop hubgate", func() { b.hub.stop() })
@@ -403,36 +498,44 @@ func (b *bench) prepareMain(ctx context.Context) error {
 	if b.app, err = findUserContainer(ctx, b.dk, b.name, "bench"); err != nil {
 		return err
 	}
-	log.Printf("hubgate started the bench user's container %s at %s", b.app.ID[:12], b.app.addr())
+	// The app is server side too: it shares the server CPU.
+	if _, err := b.dk.ContainerUpdate(ctx, b.app.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: serverCPU}}); err != nil {
+		return fmt.Errorf("pin the bench user's container to CPU %s: %w", serverCPU, err)
+	}
+	log.Printf("hubgate started the bench user's container %s at %s (pinned to CPU %s)", b.app.ID[:12], b.app.addr(), serverCPU)
 	return nil
 }
 
 // startPlain starts plain Caddy (bench/Caddyfile) in front of the same
 // container.
 func (b *bench) startPlain(ctx context.Context) error {
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
-	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
+	httpsPort, httpPort, adminPort, redirectPort := ports[0], ports[1], ports[2], ports[3]
 	env := map[string]string{
-		"BENCH_HTTPS_PORT": strconv.Itoa(httpsPort),
-		"BENCH_HTTP_PORT":  strconv.Itoa(httpPort),
-		"BENCH_ADMIN":      fmt.Sprintf("127.0.0.1:%d", adminPort),
-		"BENCH_UPSTREAM":   b.app.addr(),
-		"BENCH_TOKEN":      b.app.Token,
-		"XDG_DATA_HOME":    filepath.Join(b.work, "plain", "data"),
-		"XDG_CONFIG_HOME":  filepath.Join(b.work, "plain", "config"),
+		"BENCH_HTTPS_PORT":    strconv.Itoa(httpsPort),
+		"BENCH_HTTP_PORT":     strconv.Itoa(httpPort),
+		"BENCH_REDIRECT_PORT": strconv.Itoa(redirectPort),
+		"BENCH_ADMIN":         fmt.Sprintf("127.0.0.1:%d", adminPort),
+		"BENCH_UPSTREAM":      b.app.addr(),
+		"BENCH_TOKEN":         b.app.Token,
+		"XDG_DATA_HOME":       filepath.Join(b.work, "plain", "data"),
+		"XDG_CONFIG_HOME":     filepath.Join(b.work, "plain", "config"),
 	}
 	b.plain = &caddyProc{
-		label:     "plain caddy",
-		bin:       b.caddyBin,
-		args:      []string{"run", "--config", filepath.Join(b.root, "bench", "Caddyfile"), "--adapter", "caddyfile"},
-		dir:       b.root,
-		env:       mergeEnv(env),
-		httpsPort: httpsPort,
-		admin:     env["BENCH_ADMIN"],
-		logPath:   filepath.Join(b.work, "plain.log"),
+		label:      "plain caddy",
+		bin:        b.caddyBin,
+		args:       []string{"run", "--config", filepath.Join(b.root, "bench", "Caddyfile"), "--adapter", "caddyfile"},
+		dir:        b.root,
+		env:        mergeEnv(env),
+		httpsPort:  httpsPort,
+		httpPort:   httpPort,
+		admin:      env["BENCH_ADMIN"],
+		logPath:    filepath.Join(b.work, "plain.log"),
+		cpus:       serverCPU,
+		goMaxProcs: 1,
 	}
 	hubLog, err := adaptedLogging(ctx, b.hub)
 	if err != nil {
@@ -443,7 +546,7 @@ func (b *bench) startPlain(ctx context.Context) error {
 		return err
 	}
 	if hubLog != plainLog {
-		note := "the access log of bench/Caddyfile differs from the repository Caddyfile's, so (b) and (c) do not log alike: make them equal"
+		note := "the access log of bench/Caddyfile differs from bench/hubgate.Caddyfile's, so plain Caddy and hubgate do not log alike: make them equal"
 		log.Printf("WARNING: %s\n  hubgate: %s\n  plain:   %s", note, hubLog, plainLog)
 		b.res.notes = append(b.res.notes, note)
 	}
