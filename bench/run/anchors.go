@@ -173,18 +173,15 @@ func (b *bench) startOAuth2Proxy(ctx context.Context, certPath, keyPath string) 
 	if err := os.WriteFile(htpasswd, []byte("bench:{SHA}"+base64.StdEncoding.EncodeToString(sum[:])+"\n"), 0o600); err != nil {
 		return err
 	}
-	ports, err := freePorts(2)
-	if err != nil {
-		return err
-	}
 	secret := randomHex(16) // 32 characters: an AES-256 cookie secret
-	p := &caddyProc{
-		label: "oauth2-proxy",
-		bin:   bin,
-		args: []string{
-			"--http-address=127.0.0.1:" + strconv.Itoa(ports[0]),
-			"--https-address=127.0.0.1:" + strconv.Itoa(ports[1]),
-			"--tls-cert-file=" + certPath, "--tls-key-file=" + keyPath,
+	// With a certificate oauth2-proxy serves https only: one process for
+	// each scheme, sharing the cookie secret (so one sign-in serves both).
+	for _, tls := range []bool{false, true} {
+		ports, err := freePorts(1)
+		if err != nil {
+			return err
+		}
+		args := []string{
 			"--upstream=http://" + b.app.addr() + "/",
 			// A provider must be named; the htpasswd form signs in
 			// without ever reaching it.
@@ -197,22 +194,42 @@ func (b *bench) startOAuth2Proxy(ctx context.Context, certPath, keyPath string) 
 			"--pass-basic-auth=false", "--pass-user-headers=true",
 			// No access log (neither Caddy nor hubgate writes one here).
 			"--request-logging=false", "--auth-logging=false", "--silence-ping-logging=true",
-		},
-		dir:        b.work,
-		env:        os.Environ(),
-		httpPort:   ports[0],
-		httpsPort:  ports[1],
-		logPath:    filepath.Join(b.work, "oauth2-proxy.log"),
-		cpus:       serverCPU,
-		goMaxProcs: 1,
+		}
+		label := "oauth2-proxy (http)"
+		if tls {
+			label = "oauth2-proxy (https)"
+			args = append(args, "--https-address=127.0.0.1:"+strconv.Itoa(ports[0]), "--tls-cert-file="+certPath, "--tls-key-file="+keyPath)
+		} else {
+			args = append(args, "--http-address=127.0.0.1:"+strconv.Itoa(ports[0]))
+		}
+		p := &caddyProc{
+			label:      label,
+			bin:        bin,
+			args:       args,
+			dir:        b.work,
+			env:        os.Environ(),
+			logPath:    filepath.Join(b.work, fmt.Sprintf("oauth2-proxy-%t.log", tls)),
+			cpus:       serverCPU,
+			goMaxProcs: 1,
+		}
+		ping := fmt.Sprintf("http://127.0.0.1:%d/ping", ports[0])
+		if tls {
+			p.httpsPort = ports[0]
+			ping = fmt.Sprintf("https://127.0.0.1:%d/ping", ports[0])
+			b.o2pTLS = p
+		} else {
+			p.httpPort = ports[0]
+			b.o2p = p
+		}
+		b.cl.add("stop "+label, p.stop)
+		if err := p.start(); err != nil {
+			return err
+		}
+		if err := p.waitURL(ctx, ping, 30*time.Second); err != nil {
+			return err
+		}
 	}
-	b.cl.add("stop oauth2-proxy", p.stop)
-	if err := p.start(); err != nil {
-		return err
-	}
-	if err := p.waitURL(ctx, p.httpURL("/ping"), 30*time.Second); err != nil {
-		return err
-	}
+	p := b.o2p
 	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	form := url.Values{"username": {"bench"}, "password": {b.password}, "rd": {"/"}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.httpURL("/oauth2/sign_in"), strings.NewReader(form.Encode()))
@@ -228,9 +245,9 @@ func (b *bench) startOAuth2Proxy(ctx context.Context, certPath, keyPath string) 
 		}
 	}
 	if resp.StatusCode != http.StatusFound || b.o2pCookie == "" {
+		b.o2p, b.o2pTLS = nil, nil
 		return fmt.Errorf("oauth2-proxy sign-in: status %d, cookie set %t; see %s", resp.StatusCode, b.o2pCookie != "", p.logPath)
 	}
-	b.o2p = p
 	log.Printf("oauth2-proxy %s signed in through its htpasswd form", oauth2ProxyVer)
 	return nil
 }

@@ -1,42 +1,58 @@
 // Command run is `make bench`: on loopback, in one go, it measures the cost
-// of hubgate's proxy path and its container lifecycle, and writes the
-// table to bench/results.md.
+// of hubgate's proxy path beside its anchors, and its container lifecycle,
+// and writes the tables to bench/results.md.
 //
-// It starts hubgate (bin/caddy with the repository's Caddyfile, a bench
-// policy and a fresh deployment name), logs a user in through the login
-// form and lets hubgate start that user's test app container. That one
-// container is then the upstream of all three targets, so the app's own
-// cost is the same for each:
+// It starts hubgate (bin/caddy with bench/hubgate.Caddyfile: the
+// repository's hubgate config without the access log, on https and on a
+// plain-http port), logs a user in through the login form and lets hubgate
+// start that user's test app container. That one container is then the
+// upstream of every target, so the app's own cost is the same for each:
 //
-//	(a) direct    http://<container ip>:8888, with the container's token
-//	(b) plain     bin/caddy with bench/Caddyfile: reverse_proxy to the same
-//	              container, hubgate's transport settings, same TLS and log
-//	(c) hubgate   https through hubgate with the user's session cookie
+//	direct    http://<container ip>:8888 with the container's token
+//	caddy     bin/caddy with bench/Caddyfile: reverse_proxy to the same
+//	          container with hubgate's transport settings
+//	chp       configurable-http-proxy (Debian's), the route added through
+//	          its REST API as JupyterHub does (two processes: http, https)
+//	o2p       oauth2-proxy (go install), a cookie session from its own
+//	          htpasswd sign-in form
+//	hubgate   hubgate with the user's session cookie
 //
-// wrk runs against a, b, c in alternating rounds (medians reported; many
-// short rounds rather than a few long ones, so that other load on the
-// machine hits all three alike), then a websocket echo round-trip test
-// (bench/internal/wsrtt) against the same three. Then the lifecycle: cold start (a new user's first request through
-// hubgate, to the app's first byte) against a bare create + start + first
-// answer of the same image on the same network; fifty new users whose
-// first requests arrive together; and, with BENCH_SCALE=1, two hundred
-// running containers (steady-state req/s across all of them, and a
-// gateway restart until all two hundred answer). Last, the Go benchmarks of
-// caddymodule (the per-request cost in ns/op and allocs/op).
+// The server side (every proxy with GOMAXPROCS=1 for the Go ones, and the
+// app container) is pinned to CPU 0, wrk and the websocket client to
+// CPU 1. wrk runs every target in every workload (100 B and 64 KiB bodies,
+// 1 and 64 connections, http and https) in alternating rounds, and the
+// proxy's CPU per request comes from its /proc/<pid>/stat over each run;
+// then websocket echo round trips (bench/wsrtt) through each. Then the
+// lifecycle: cold start (a new user's first request through hubgate, to
+// the app's first 200, with the Debian Jupyter image when it is built)
+// against a bare create + start + first answer of the same image on the
+// same network; two hundred new users whose first requests arrive
+// together; and, with BENCH_SCALE=1, up to a thousand running servers
+// (CPU per request spread over all against one, memory per route and per
+// idle websocket, a gateway restart until all answer).
+//
+// No target is called met or missed when the 1-minute load average was
+// above 1.5 at the start or the end: results.md says "not judged: machine
+// busy" instead.
 //
 // Everything it starts (processes, containers, volumes, the network) is
 // removed when it ends, also on error or Ctrl-C; a later run also sweeps
-// what a killed run left behind. Settings (environment):
+// what a killed run left behind. Settings (environment; defaults keep the
+// whole run to about 5-8 minutes):
 //
-//	BENCH_DURATION=6s BENCH_WARMUP=3s BENCH_ROUNDS=6 BENCH_THREADS=2
-//	BENCH_CONNS=64 BENCH_WS_MSGS=3000 BENCH_WS_CONNS=16 BENCH_WS_ROUNDS=9
-//	BENCH_COLD=10 BENCH_CROWD=50 BENCH_SCALE=0 BENCH_SCALE_N=200 BENCH_GO=1
-//	BENCH_RESULTS=bench/results.md
+//	BENCH_DURATION=2s BENCH_WARMUP=1s BENCH_ROUNDS=3 BENCH_THREADS=2
+//	BENCH_CONNS=1,64 BENCH_TLS=1 BENCH_WS_MSGS=2000 BENCH_WS_CONNS=16
+//	BENCH_WS_ROUNDS=3 BENCH_COLD=5 BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
+//	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
+//	BENCH_CROWD=200 BENCH_SCALE=0 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
+//	BENCH_SCALE_BUDGET=4m BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
+//	BENCH_ONLY=throughput,ws,cold,crowd,scale BENCH_RESULTS=bench/results.md
 //
-// BENCH_PPROF=1 also takes a CPU profile of plain Caddy and of hubgate
-// (from their admin endpoints' /debug/pprof/) during their first wrk run,
-// into bench/out/pprof-b.pb.gz and pprof-c.pb.gz; look at them with
-// `go tool pprof -top bin/caddy bench/out/pprof-c.pb.gz`.
+// BENCH_PPROF=1 also takes CPU and allocation profiles of plain Caddy and
+// of hubgate (from their admin endpoints' /debug/pprof/) under the plain
+// http 100 B, 64-connection load for BENCH_PPROF_SECONDS=10, into
+// bench/out/pprof-{caddy,hubgate}-{cpu,allocs0,allocs1}.pb.gz; see
+// bench/PROFILE.md for how to read them.
 package main
 
 import (
@@ -172,7 +188,7 @@ type bench struct {
 	plain  *caddyProc
 	// The anchors beside plain Caddy (nil when they could not start).
 	chp, chpTLS *caddyProc
-	o2p         *caddyProc
+	o2p, o2pTLS *caddyProc
 	o2pCookie   string
 	hubN        int // hubgate process generation, for log names
 
@@ -332,7 +348,7 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}
 	// The anchors are not needed for the lifecycle: stop them now.
-	for _, p := range []*caddyProc{b.chp, b.chpTLS, b.o2p} {
+	for _, p := range []*caddyProc{b.chp, b.chpTLS, b.o2p, b.o2pTLS} {
 		if p != nil {
 			p.stop()
 		}

@@ -99,6 +99,14 @@ func (r *results) busy() bool {
 	return r.loadBefore > maxJudgedLoad || r.loadAfter > maxJudgedLoad
 }
 
+// shortVerdict is verdict for a table cell.
+func (b *bench) shortVerdict(ok bool) string {
+	if b.res.busy() {
+		return "not judged: machine busy"
+	}
+	return b.verdict(ok)
+}
+
 // verdict is met / missed, or "not judged" when the machine was busy.
 func (b *bench) verdict(ok bool) string {
 	if b.res.busy() {

@@ -20,13 +20,16 @@ func (b *bench) reportCold(p func(string, ...any)) {
 	p("")
 	p("%d of each, alternating, after an untimed warm-up of each; every container removed after its run. Load average at the start: %.2f.", len(r.coldHub), r.loadCold)
 	p("")
+	server, image, _, _ := b.coldServer()
+	p("Image: `%s` (server %q).", image, server)
+	p("")
 	p("| | median | min | max |")
 	p("|---|---:|---:|---:|")
-	p("| hubgate: GET /user/<new user>/notebook/whoami (logged in, keep-alive connection) → first byte of the app's 200 | %s | %s | %s |", dms(hub), dms(percentileDur(r.coldHub, 0)), dms(percentileDur(r.coldHub, 100)))
+	p("| hubgate: GET /user/<new user>/%s/%s (logged in, keep-alive connection) → first byte of the app's 200 | %s | %s | %s |", server, b.coldRest(), dms(hub), dms(percentileDur(r.coldHub, 0)), dms(percentileDur(r.coldHub, 100)))
 	if len(r.coldSpawn) > 0 {
 		p("| … of which hubgate's own spawn (audit log `spawn` duration: volume, create, start, wait until the app answers) | %s | %s | %s |", dms(medianDur(r.coldSpawn)), dms(percentileDur(r.coldSpawn, 0)), dms(percentileDur(r.coldSpawn, 100)))
 	}
-	p("| bare Docker API: create + start + first answer (same image, env, mount, network; polled every 5 ms) | %s | %s | %s |", dms(bm), dms(percentileDur(bare, 0)), dms(percentileDur(bare, 100)))
+	p("| bare Docker API: create + start + first 200 of the same path (same image, env, mount, network; polled every 5 ms) | %s | %s | %s |", dms(bm), dms(percentileDur(bare, 0)), dms(percentileDur(bare, 100)))
 	p("| … create / start (+ inspect) / first answer | %s / %s / %s | | |", dms(medianDur(create)), dms(medianDur(start)), dms(medianDur(answer)))
 	p("| **hubgate − bare** (medians) | **%+.0f ms** | | |", float64(hub-bm)/float64(time.Millisecond))
 	p("")

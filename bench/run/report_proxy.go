@@ -97,7 +97,7 @@ func (b *bench) reportThroughput(p func(string, ...any)) {
 		rr, rc := roundRatios(byKey)
 		ok := len(rc) > 0 && median(rc) <= cpuTarget
 		allMet = allMet && ok
-		row += fmt.Sprintf(" %.2f, **%.2f** (rounds: %s) | %s |", median(rr), median(rc), joinf(rc, "%.2f"), b.verdict(ok))
+		row += fmt.Sprintf(" %.2f, **%.2f** (rounds: %s) | %s |", median(rr), median(rc), joinf(rc, "%.2f"), b.shortVerdict(ok))
 		p("%s", row)
 	}
 	p("")
@@ -128,7 +128,7 @@ func (b *bench) reportThroughput(p func(string, ...any)) {
 			a := aggregate(byKey[k])
 			cellText := fmt.Sprintf(" %s / %s", ms(a.p50), ms(a.p99))
 			if k != "direct" && direct.n > 0 {
-				cellText += fmt.Sprintf(" (+%.0f µs)", a.p50-direct.p50)
+				cellText += " (+" + ms(a.p50-direct.p50) + ")"
 			}
 			row += cellText + " |"
 		}

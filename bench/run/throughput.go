@@ -78,11 +78,15 @@ func (b *bench) targets(tls bool) []target {
 		u, ws := scheme(chp, "127.0.0.1")
 		ts = append(ts, target{key: "chp", url: u, wsURL: ws, proc: chp, headers: tokenHdr(), shown: []string{tokenShown}})
 	}
-	if b.o2p != nil {
-		u, ws := scheme(b.o2p, "127.0.0.1")
+	o2p := b.o2p
+	if tls {
+		o2p = b.o2pTLS
+	}
+	if o2p != nil && b.o2pCookie != "" {
+		u, ws := scheme(o2p, "127.0.0.1")
 		h := tokenHdr()
 		h.Set("Cookie", b.o2pCookie)
-		ts = append(ts, target{key: "o2p", url: u, wsURL: ws, proc: b.o2p, headers: h,
+		ts = append(ts, target{key: "o2p", url: u, wsURL: ws, proc: o2p, headers: h,
 			shown: []string{tokenShown, "Cookie: " + oauth2CookieName + "=<session>"}})
 	}
 	u, ws := scheme(b.hub, "localhost")
@@ -469,8 +473,13 @@ func (b *bench) profile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		log.Printf("profiled %s: %.0f req/s, %.1f µs CPU per request", t.label, r.RPS, r.perRequest(r.ProxyCPU))
-		b.res.profiled = append(b.res.profiled, fmt.Sprintf("%s: %.0f req/s, %.1f µs CPU per request while profiled", t.label, r.RPS, r.perRequest(r.ProxyCPU)))
+		// The profile covers secs of the run: about that share of its
+		// requests (to turn profile seconds into µs per request).
+		inProfile := float64(r.Requests) * float64(secs) / (float64(r.DurationUS) / 1e6)
+		line := fmt.Sprintf("%s: %.0f req/s, %.1f µs CPU per request, about %.0f requests in the %d s profile", t.label, r.RPS, r.perRequest(r.ProxyCPU), inProfile, secs)
+		log.Printf("profiled %s", line)
+		b.res.profiled = append(b.res.profiled, line)
+		_ = os.WriteFile(filepath.Join(b.out, "pprof-"+t.key+"-requests.txt"), []byte(fmt.Sprintf("%.0f\n", inProfile)), 0o644)
 	}
 	return nil
 }
