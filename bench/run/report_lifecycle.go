@@ -96,7 +96,12 @@ func (b *bench) reportScale(p func(string, ...any)) {
 	}
 	if s.ws > 0 {
 		p("| %d idle websockets held open through hubgate: live heap / RSS | %.1f / %.1f MB: **%.1f KB heap, %.1f KB RSS per websocket** |", s.ws, s.heapWS, s.rssWS, (s.heapWS-s.heapN)*1024/float64(s.ws), (s.rssWS-s.rssN)*1024/float64(s.ws))
-	} else if s.wsErr != "" {
+		if s.plainHeapWS > 0 {
+			p("| the same %d idle websockets through plain Caddy (all to one app): heap %.1f → %.1f MB, RSS %.1f → %.1f MB | **%.1f KB heap, %.1f KB RSS per websocket** |", s.ws, s.plainHeap0, s.plainHeapWS, s.plainRSS0, s.plainRSSWS,
+				(s.plainHeapWS-s.plainHeap0)*1024/float64(s.ws), (s.plainRSSWS-s.plainRSS0)*1024/float64(s.ws))
+		}
+	}
+	if s.wsErr != "" {
 		p("| idle websockets | failed: %s |", s.wsErr)
 	}
 	p("")

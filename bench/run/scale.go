@@ -42,6 +42,9 @@ type scaleResult struct {
 	rss0, rssN, rssWS    float64
 	ws                   int
 	wsErr                string
+	// The same websockets through plain Caddy (to the bench user's app):
+	// its heap and RSS before and with them open.
+	plainHeap0, plainHeapWS, plainRSS0, plainRSSWS float64
 	restartAll           time.Duration
 	healthReady          time.Duration
 	restartErrs          int
@@ -306,31 +309,77 @@ func (b *bench) scaleRestart(ctx context.Context, sessions []*userSession) error
 
 // scaleWebsockets opens BENCH_SCALE_WS websockets through hubgate, spread
 // over the users' servers, checks one echo on each, holds them idle and
-// measures hubgate's memory; then closes them.
+// measures hubgate's memory; then closes them and does the same through
+// plain Caddy (all to the bench user's app) for comparison.
 func (b *bench) scaleWebsockets(ctx context.Context, sessions []*userSession) error {
 	res := b.res.scale
 	n := b.cfg.scaleWS
+	urls := make([]string, n)
+	hdrs := make([]http.Header, n)
+	for i := range n {
+		s := sessions[i%len(sessions)]
+		urls[i] = strings.Replace(b.hub.httpURL(appPath(s.user, "ws")), "http:", "ws:", 1)
+		hdrs[i] = http.Header{"Cookie": {s.cookie}}
+	}
+	closeAll, err := holdWebsockets(ctx, urls, hdrs)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	time.Sleep(time.Second)
+	h, err := heapMB(ctx, b.hub)
+	closeAll()
+	if err != nil {
+		return err
+	}
+	res.ws, res.heapWS, res.rssWS = n, h, rssMB(b.hub.pid())
+	log.Printf("scale: %d idle websockets open through hubgate: heap %.1f MB, RSS %.1f MB (before: %.1f, %.1f)", n, res.heapWS, res.rssWS, res.heapN, res.rssN)
+
+	if res.plainHeap0, err = heapMB(ctx, b.plain); err != nil {
+		return err
+	}
+	res.plainRSS0 = rssMB(b.plain.pid())
+	for i := range urls {
+		urls[i] = strings.Replace(b.plain.httpURL(appPath("bench", "ws")), "http:", "ws:", 1)
+		hdrs[i] = nil
+	}
+	closeAll, err = holdWebsockets(ctx, urls, hdrs)
+	defer closeAll()
+	if err != nil {
+		return fmt.Errorf("through plain Caddy: %w", err)
+	}
+	time.Sleep(time.Second)
+	if res.plainHeapWS, err = heapMB(ctx, b.plain); err != nil {
+		return err
+	}
+	res.plainRSSWS = rssMB(b.plain.pid())
+	log.Printf("scale: %d idle websockets open through plain Caddy: heap %.1f → %.1f MB, RSS %.1f → %.1f MB", n, res.plainHeap0, res.plainHeapWS, res.plainRSS0, res.plainRSSWS)
+	return nil
+}
+
+// holdWebsockets dials every url (16 at a time), checks one echo on each
+// and leaves them open; the returned func closes them all.
+func holdWebsockets(ctx context.Context, urls []string, hdrs []http.Header) (func(), error) {
+	n := len(urls)
 	conns := make([]*websocket.Conn, n)
-	defer func() {
+	closeAll := func() {
 		for _, c := range conns {
 			if c != nil {
 				_ = c.CloseNow()
 			}
 		}
-	}()
+	}
 	idx := make([]int, n)
 	for i := range idx {
 		idx[i] = i
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	err := parallel(ctx, 16, idx, func(i int) error {
-		s := sessions[i%len(sessions)]
 		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		u := strings.Replace(b.hub.httpURL(appPath(s.user, "ws")), "http:", "ws:", 1)
-		c, _, err := websocket.Dial(dctx, u, &websocket.DialOptions{HTTPClient: client, HTTPHeader: http.Header{"Cookie": {s.cookie}}})
+		c, _, err := websocket.Dial(dctx, urls[i], &websocket.DialOptions{HTTPClient: client, HTTPHeader: hdrs[i]})
 		if err != nil {
-			return fmt.Errorf("websocket %d (%s): %w", i, s.user, err)
+			return fmt.Errorf("websocket %d (%s): %w", i, urls[i], err)
 		}
 		conns[i] = c
 		if err := c.Write(dctx, websocket.MessageText, []byte("hi")); err != nil {
@@ -342,15 +391,5 @@ func (b *bench) scaleWebsockets(ctx context.Context, sessions []*userSession) er
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	time.Sleep(time.Second)
-	h, err := heapMB(ctx, b.hub)
-	if err != nil {
-		return err
-	}
-	res.ws, res.heapWS, res.rssWS = n, h, rssMB(b.hub.pid())
-	log.Printf("scale: %d idle websockets open: heap %.1f MB, RSS %.1f MB (before: %.1f, %.1f)", n, res.heapWS, res.rssWS, res.heapN, res.rssN)
-	return nil
+	return closeAll, err
 }
