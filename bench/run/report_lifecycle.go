@@ -83,7 +83,7 @@ func (b *bench) reportScale(p func(string, ...any)) {
 	p("")
 	p("| | |")
 	p("|---|---:|")
-	p("| machine memory per running test app (container, shim, engine; first %d) | %.1f MB |", s.firstBatch, s.perContainerMB)
+	p("| resident memory of one running test app and its containerd shim (mean of the first %d; the engine's own share comes on top) | %.1f MB |", s.firstBatch, s.perContainerMB)
 	p("| first %d started through hubgate, 20 users at a time | %s |", s.firstBatch, dms(s.firstBatchTime))
 	p("| all %d started | %s (%d containers of the deployment running) |", s.n, s.startAll.Round(time.Second), s.running)
 	if s.restartAll > 0 {

@@ -23,9 +23,9 @@ type scaleResult struct {
 	asked, n int
 	// sized says why n is below asked (memory or time), if it is.
 	sized string
-	// perContainerMB is the machine memory one more running test app
-	// took (container, its shim, the engine's share), measured on the
-	// first batch.
+	// perContainerMB is the resident memory of one running test app and
+	// its containerd shim, measured on the first batch (the engine's own
+	// bookkeeping comes on top).
 	perContainerMB float64
 	firstBatch     int
 	firstBatchTime time.Duration
@@ -66,6 +66,22 @@ func memAvailableMB() float64 {
 		}
 	}
 	return 0
+}
+
+// parentPid returns pid's parent (the containerd shim of a container's
+// first process), or 0.
+func parentPid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // rssMB is a process's resident memory.
@@ -160,14 +176,20 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	}
 	// First batch: what one more server costs in memory and time.
 	batch := min(20, res.asked)
-	mem0 := memAvailableMB()
 	t0 := time.Now()
 	if err := start(sessions[:batch]); err != nil {
 		return err
 	}
 	res.firstBatch, res.firstBatchTime = batch, time.Since(t0)
-	time.Sleep(time.Second)
-	res.perContainerMB = max((mem0-memAvailableMB())/float64(batch), 1)
+	var total float64
+	for _, s := range sessions[:batch] {
+		a, err := findUserContainer(ctx, b.dk, b.name, s.user)
+		if err != nil {
+			return err
+		}
+		total += rssMB(a.Pid) + rssMB(parentPid(a.Pid))
+	}
+	res.perContainerMB = total / float64(batch)
 	n := res.asked
 	// Keep at least a third of today's available memory free for the
 	// others on this machine.
@@ -194,6 +216,15 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	}
 	res.running = len(cs)
 	log.Printf("scale: %d servers started in %s; %d containers running", n, res.startAll.Round(time.Second), res.running)
+	// Server side, as in the one-server runs: every app on the server CPU,
+	// so that hubgate's CPU per request is compared under the same
+	// neighbours.
+	if err := parallel(ctx, 8, cs, func(c container.Summary) error {
+		_, err := b.dk.ContainerUpdate(ctx, c.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: serverCPU}})
+		return err
+	}); err != nil {
+		return fmt.Errorf("pin the apps to CPU %s: %w", serverCPU, err)
+	}
 
 	if err := b.scaleSpread(ctx, sessions); err != nil {
 		return err

@@ -466,7 +466,7 @@ func (b *bench) profile(ctx context.Context) error {
 			}
 			done <- get("/debug/pprof/allocs", "allocs1", 30*time.Second)
 		}()
-		r, _, err := b.wrk(ctx, t.url+bodyPath(100), t.headers, 64, time.Duration(secs+3)*time.Second, t.proc, "report.lua")
+		r, _, err := b.wrk(ctx, t.url+bodyPath(100), t.headers, envInt("BENCH_PPROF_CONNS", 64), time.Duration(secs+3)*time.Second, t.proc, "report.lua")
 		if perr := <-done; perr != nil {
 			return perr
 		}
