@@ -303,9 +303,14 @@ func (b *bench) crowdStart(ctx context.Context) error {
 	// Back to one running container for what follows.
 	rmCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for i := range n {
-		b.removeUser(rmCtx, crowdUser(i))
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
 	}
+	_ = parallel(rmCtx, 8, idx, func(i int) error {
+		b.removeUser(rmCtx, crowdUser(i))
+		return nil
+	})
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -263,7 +264,23 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 			if (k+round)%2 == 1 {
 				file, rps, p99, cpu = all, &res.rpsN, &res.p99N, &res.hubCPUN
 			}
-			r, args, err := b.wrk(ctx, b.hub.httpURL(""), nil, 64, max(b.cfg.duration, 3*time.Second), b.hub, "rotate.lua", file)
+			d := max(b.cfg.duration, 3*time.Second)
+			var prof chan error
+			name := map[bool]string{true: "1", false: "n"}[file == one]
+			if b.cfg.pprof && round == 0 {
+				// A CPU profile of hubgate under each spread (BENCH_PPROF=1):
+				// bench/out/pprof-scale-{1,n}-cpu.pb.gz.
+				d = time.Duration(b.cfg.pprofSeconds+3) * time.Second
+				prof = b.cpuProfile(ctx, b.hub, b.cfg.pprofSeconds, "pprof-scale-"+name+"-cpu.pb.gz")
+			}
+			r, args, err := b.wrk(ctx, b.hub.httpURL(""), nil, 64, d, b.hub, "rotate.lua", file)
+			if prof != nil {
+				if perr := <-prof; perr != nil {
+					log.Printf("scale profile: %v", perr)
+				}
+				inProfile := float64(r.Requests) * float64(b.cfg.pprofSeconds) / (float64(r.DurationUS) / 1e6)
+				_ = os.WriteFile(filepath.Join(b.out, "pprof-scale-"+name+"-requests.txt"), []byte(fmt.Sprintf("%.0f\n", inProfile)), 0o644)
+			}
 			if err != nil {
 				return err
 			}
@@ -278,6 +295,32 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 		}
 	}
 	return nil
+}
+
+// cpuProfile takes a CPU profile of p for secs from its admin endpoint,
+// starting a second from now, into bench/out/file.
+func (b *bench) cpuProfile(ctx context.Context, p *caddyProc, secs int, file string) chan error {
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		c := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, secs), nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(b.out, file), body, 0o644)
+		}
+		done <- err
+	}()
+	return done
 }
 
 // scaleRestart restarts hubgate and measures from the new process's
