@@ -46,10 +46,10 @@ type scaleResult struct {
 	// The same websockets through plain Caddy (to the bench user's app):
 	// its heap and RSS before and with them open.
 	plainHeap0, plainHeapWS, plainRSS0, plainRSSWS float64
-	restartAll           time.Duration
-	healthReady          time.Duration
-	restartErrs          int
-	spawnsAfter          int
+	restartAll                                     time.Duration
+	healthReady                                    time.Duration
+	restartErrs                                    int
+	spawnsAfter                                    int
 }
 
 // memAvailableMB reads MemAvailable from /proc/meminfo.
