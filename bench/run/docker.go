@@ -38,10 +38,6 @@ type appContainer struct {
 
 func (a appContainer) addr() string { return net.JoinHostPort(a.IP, a.Port) }
 
-// appPathFor is the container's whoami path (it serves under its user's
-// prefix only).
-func appPathFor(a appContainer) string { return appPath(a.User, "whoami") }
-
 // findUserContainer returns the running container hubgate started for user
 // in deployment name, with its address on the deployment's network and its
 // secret (HUBGATE_TOKEN from its environment).

@@ -100,6 +100,11 @@ type served struct {
 // measured to within 100ms); anything else counts as an error and is
 // retried after 250ms, until within passes.
 func (b *bench) untilServed(ctx context.Context, s *userSession, within time.Duration) (served, error) {
+	return b.untilServedAt(ctx, s, appPath(s.user, "whoami"), within)
+}
+
+// untilServedAt is untilServed for any path of the user's.
+func (b *bench) untilServedAt(ctx context.Context, s *userSession, path string, within time.Duration) (served, error) {
 	var out served
 	hdr := http.Header{"Accept": {"application/json"}}
 	deadline := time.Now().Add(within)
@@ -107,7 +112,7 @@ func (b *bench) untilServed(ctx context.Context, s *userSession, within time.Dur
 	for {
 		var first time.Time
 		trace := &httptrace.ClientTrace{GotFirstResponseByte: func() { first = time.Now() }}
-		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, b.hub.url(appPath(s.user, "whoami")), nil)
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, b.hub.url(path), nil)
 		req.Header = hdr.Clone()
 		resp, err := s.client.Do(req)
 		wait := 250 * time.Millisecond

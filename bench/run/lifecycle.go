@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -44,7 +42,7 @@ func (b *bench) coldStart(ctx context.Context) error {
 		hubFirst := i%2 == 0
 		for k := range 2 {
 			if (k == 0) == hubFirst {
-				out, err := b.untilServed(ctx, sessions[i], 60*time.Second)
+				out, err := b.untilServedAt(ctx, sessions[i], b.coldPath(coldUser(i)), 2*time.Minute)
 				if err != nil {
 					return err
 				}
@@ -101,27 +99,28 @@ func (b *bench) bareStart(ctx context.Context, i int) (bareTimes, error) {
 	var t bareTimes
 	user := fmt.Sprintf("bare%02d", i)
 	cname := fmt.Sprintf("%s-bare-%02d", b.name, i)
-	prefix := appPath(user, "")
+	server, image, home, port := b.coldServer()
+	prefix := "/user/" + user + "/" + server + "/"
 	token := randomHex(32)
 	vol, err := b.dk.VolumeCreate(ctx, volume.CreateOptions{Name: cname, Labels: map[string]string{labelBench: b.name}})
 	if err != nil {
 		return t, fmt.Errorf("create volume %s: %w", cname, err)
 	}
 	env := []string{
-		"GIT_AUTHOR_NAME=" + user, "GIT_COMMITTER_NAME=" + user, "HOME=/home/hubgate",
-		"HUBGATE_BASE_URL=" + prefix, "HUBGATE_DEFAULT_URL=/", "HUBGATE_SERVER=notebook",
+		"GIT_AUTHOR_NAME=" + user, "GIT_COMMITTER_NAME=" + user, "HOME=" + home,
+		"HUBGATE_BASE_URL=" + prefix, "HUBGATE_DEFAULT_URL=/", "HUBGATE_SERVER=" + server,
 		"HUBGATE_TOKEN=" + token, "HUBGATE_USER=" + user, "JUPYTERHUB_SERVICE_PREFIX=" + prefix,
 	}
 	cfg := &container.Config{
 		Hostname: user,
-		Image:    "hubgate/testapp:latest",
+		Image:    image,
 		Env:      env,
-		Labels:   map[string]string{labelBench: b.name, "hubgate.bench.user": user, "hubgate.port": "8888"},
+		Labels:   map[string]string{labelBench: b.name, "hubgate.bench.user": user, "hubgate.port": port},
 	}
 	hostCfg := &container.HostConfig{
 		NetworkMode:   container.NetworkMode(b.name),
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
-		Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: vol.Name, Target: "/home/hubgate"}},
+		Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: vol.Name, Target: home}},
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{b.name: {}}}
 	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
@@ -149,8 +148,8 @@ func (b *bench) bareStart(ctx context.Context, i int) (bareTimes, error) {
 	if ep == nil || ep.IPAddress == "" {
 		return t, fmt.Errorf("%s has no address on %s", cname, b.name)
 	}
-	url := "http://" + ep.IPAddress + ":8888" + prefix
-	deadline := t0.Add(30 * time.Second)
+	url := "http://" + ep.IPAddress + ":" + port + prefix + b.coldRest()
+	deadline := t0.Add(2 * time.Minute)
 	for {
 		t.polls++
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -160,14 +159,42 @@ func (b *bench) bareStart(ctx context.Context, i int) (bareTimes, error) {
 		if err == nil {
 			first = time.Now()
 			r.Body.Close()
-			t.create, t.start, t.answer, t.total = t1.Sub(t0), t2.Sub(t1), first.Sub(t2), first.Sub(t0)
-			return t, nil
+			// The same answer hubgate's user waits for: a 200.
+			if r.StatusCode == http.StatusOK {
+				t.create, t.start, t.answer, t.total = t1.Sub(t0), t2.Sub(t1), first.Sub(t2), first.Sub(t0)
+				return t, nil
+			}
+			err = fmt.Errorf("status %d", r.StatusCode)
 		}
 		if time.Now().After(deadline) {
-			return t, fmt.Errorf("%s did not answer within 30s: %w", cname, err)
+			return t, fmt.Errorf("%s did not answer 200 within 2 minutes: %w", cname, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// coldServer is the server the cold start measures: the policy's "cold"
+// image (BENCH_COLD_IMAGE, the Debian Jupyter image by default) when it is
+// on the engine, else the test app.
+func (b *bench) coldServer() (server, image, home, port string) {
+	if b.coldImageOK {
+		return "cold", b.cfg.coldImage, envString("BENCH_COLD_HOME", "/home/jovyan"), b.cfg.coldPort
+	}
+	return "notebook", "hubgate/testapp:latest", "/home/hubgate", "8888"
+}
+
+// coldRest is the path below the server's prefix that the cold start asks
+// for: Jupyter's api/status (it needs the token), or the test app's whoami.
+func (b *bench) coldRest() string {
+	if b.coldImageOK {
+		return envString("BENCH_COLD_PATH", "api/status")
+	}
+	return "whoami"
+}
+
+func (b *bench) coldPath(user string) string {
+	server, _, _, _ := b.coldServer()
+	return "/user/" + user + "/" + server + "/" + b.coldRest()
 }
 
 // spawnDurations reads hubgate's audit log for the "spawn" records of the
@@ -276,177 +303,14 @@ func (b *bench) crowdStart(ctx context.Context) error {
 	// Back to one running container for what follows.
 	rmCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for i := range n {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	_ = parallel(rmCtx, 8, idx, func(i int) error {
 		b.removeUser(rmCtx, crowdUser(i))
-	}
-	return nil
-}
-
-// scaleResult is the 200-container figures.
-type scaleResult struct {
-	n           int
-	startAll    time.Duration
-	running     int
-	rps1, rpsN  []float64
-	p99s1, p99N []float64
-	// direct1 and directN are the control without a gateway (loadGen).
-	direct1, directN []float64
-	// hubCPU1 and hubCPUN are hubgate's CPU µs per request.
-	hubCPU1, hubCPUN []float64
-	restartAll       time.Duration
-	healthReady      time.Duration
-	restartErrs      int
-	spawnsAfter      int
-}
-
-// scaleRun starts BENCH_SCALE_N users' servers through hubgate, compares
-// wrk spread over all of them with wrk on one (the same Lua script for
-// both), then restarts hubgate and measures from the process start until
-// every one of them answers through it.
-func (b *bench) scaleRun(ctx context.Context) error {
-	n := b.cfg.scaleN
-	res := &scaleResult{n: n}
-	b.res.scale = res
-	b.res.loadScale = loadAvg()
-	log.Printf("scale: %d users' servers (load average %.2f)", n, b.res.loadScale)
-	sessions := make([]*userSession, n)
-	for i := range sessions {
-		s, err := b.login(ctx, scaleUser(i))
-		if err != nil {
-			return err
-		}
-		sessions[i] = s
-	}
-	t0 := time.Now()
-	if err := parallel(ctx, 20, sessions, func(s *userSession) error {
-		_, err := b.untilServed(ctx, s, 10*time.Minute)
-		return err
-	}); err != nil {
-		return err
-	}
-	res.startAll = time.Since(t0)
-	cs, err := b.dk.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelDeployment+"="+b.name))})
-	if err != nil {
-		return err
-	}
-	res.running = len(cs)
-	log.Printf("scale: %d servers started in %s; %d containers running", n, res.startAll.Round(time.Second), res.running)
-
-	one := b.work + "/targets-1.txt"
-	all := b.work + "/targets-n.txt"
-	if err := os.WriteFile(one, []byte(appPath("bench", "whoami")+"\t"+b.main.cookie+"\n"), 0o644); err != nil {
-		return err
-	}
-	var lines strings.Builder
-	for _, s := range sessions {
-		lines.WriteString(appPath(s.user, "whoami") + "\t" + s.cookie + "\n")
-	}
-	if err := os.WriteFile(all, []byte(lines.String()), 0o644); err != nil {
-		return err
-	}
-	// The control: the same spread without any gateway, straight to the
-	// containers, to tell hubgate's share of a drop from the app side's
-	// (two hundred processes instead of one on the same cores).
-	apps := make([]appContainer, 0, n)
-	for _, s := range sessions {
-		a, err := findUserContainer(ctx, b.dk, b.name, s.user)
-		if err != nil {
-			return err
-		}
-		apps = append(apps, a)
-	}
-	rounds := max(b.cfg.rounds/2, 2)
-	for round := range rounds {
-		for k := range 2 {
-			file, rps, p99 := one, &res.rps1, &res.p99s1
-			if (k+round)%2 == 1 {
-				file, rps, p99 = all, &res.rpsN, &res.p99N
-			}
-			r, args, err := b.wrk(ctx, b.hub.url(""), nil, b.cfg.duration, "rotate.lua", file)
-			if err != nil {
-				return err
-			}
-			if r.errors() > 0 {
-				return fmt.Errorf("wrk over %s: %d errors", file, r.errors())
-			}
-			*rps = append(*rps, r.RPS)
-			*p99 = append(*p99, r.P99)
-			if file == one {
-				res.hubCPU1 = append(res.hubCPU1, r.perRequest(r.HubCPU))
-			} else {
-				res.hubCPUN = append(res.hubCPUN, r.perRequest(r.HubCPU))
-			}
-			if round == 0 && k == 0 {
-				b.res.commands = append(b.res.commands, "wrk "+shownArgs(args, target{})+"   # file: one 'path<TAB>cookie' line per user")
-			}
-			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms, hubgate CPU %.0fµs per request", round+1, file[strings.LastIndex(file, "/")+1:], r.RPS, r.P99/1000, r.perRequest(r.HubCPU))
-		}
-		for k := range 2 {
-			targets, rps := []appContainer{b.app}, &res.direct1
-			if (k+round)%2 == 1 {
-				targets, rps = apps, &res.directN
-			}
-			v, errs := loadGen(ctx, targets, b.cfg.conns, b.cfg.duration)
-			if errs > 0 {
-				return fmt.Errorf("direct load over %d containers: %d errors", len(targets), errs)
-			}
-			*rps = append(*rps, v)
-			log.Printf("scale round %d direct to %d container(s): %.0f req/s", round+1, len(targets), v)
-		}
-	}
-
-	// Restart: from the new process's start to every server answering.
-	b.hub.stop()
-	if err := b.startHubProcNoWait(); err != nil {
-		return err
-	}
-	start := b.hub.started
-	var mu sync.Mutex
-	var last time.Duration
-	healthDone := make(chan struct{})
-	go func() {
-		defer close(healthDone)
-		if err := b.hub.waitReady(ctx, "/hub/health", time.Minute); err == nil {
-			mu.Lock()
-			res.healthReady = time.Since(start)
-			mu.Unlock()
-		}
-	}()
-	fresh := make([]*userSession, n)
-	for i, s := range sessions {
-		fresh[i] = &userSession{user: s.user, cookie: s.cookie, client: insecureClient(nil)}
-	}
-	err = parallel(ctx, 32, fresh, func(s *userSession) error {
-		hdr := http.Header{"Accept": {"application/json"}, "Cookie": {s.cookie}}
-		for {
-			st, _, _, err := fetch(ctx, s.client, http.MethodGet, b.hub.url(appPath(s.user, "whoami")), hdr, nil)
-			if err == nil && st == http.StatusOK {
-				mu.Lock()
-				last = max(last, time.Since(start))
-				mu.Unlock()
-				return nil
-			}
-			if err == nil {
-				mu.Lock()
-				res.restartErrs++
-				mu.Unlock()
-			}
-			if time.Since(start) > 2*time.Minute {
-				return fmt.Errorf("%s not served 2 minutes after the restart (status %d, %v)", s.user, st, err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	<-healthDone
-	mu.Lock()
-	res.restartAll = last
-	mu.Unlock()
-	res.spawnsAfter = b.countLog(`"msg":"spawn"`)
-	log.Printf("scale: restart to all %d served: %s (health answered after %s; %d non-200 answers on the way; %d spawns logged after restart)",
-		n, res.restartAll.Round(time.Millisecond), res.healthReady.Round(time.Millisecond), res.restartErrs, res.spawnsAfter)
 	return nil
 }
 
@@ -487,51 +351,4 @@ func parallel[T any](ctx context.Context, n int, items []T, fn func(T) error) er
 	}
 	wg.Wait()
 	return errors.Join(append(errs, ctx.Err())...)
-}
-
-// loadGen is a closed-loop HTTP load generator straight to the app
-// containers, for the scale control: conns workers share one keep-alive
-// pool (as a proxy's upstream side does) and send GET whoami to the
-// targets in turn for d. It returns requests per second and errors.
-func loadGen(ctx context.Context, targets []appContainer, conns int, d time.Duration) (float64, int) {
-	type req struct{ url, auth string }
-	reqs := make([]req, len(targets))
-	for i, a := range targets {
-		reqs[i] = req{"http://" + a.addr() + appPathFor(a), "token " + a.Token}
-	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 128, Proxy: nil}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	var next, done, errs atomic.Int64
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	var wg sync.WaitGroup
-	t0 := time.Now()
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				r := reqs[int(next.Add(1))%len(reqs)]
-				hr, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
-				hr.Header.Set("Authorization", r.auth)
-				resp, err := client.Do(hr)
-				if err != nil {
-					if ctx.Err() == nil {
-						errs.Add(1)
-					}
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					errs.Add(1)
-					continue
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	return float64(done.Load()) / time.Since(t0).Seconds(), int(errs.Load())
 }

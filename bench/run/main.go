@@ -1,42 +1,58 @@
 // Command run is `make bench`: on loopback, in one go, it measures the cost
-// of hubgate's proxy path and its container lifecycle, and writes the
-// table to bench/results.md.
+// of hubgate's proxy path beside its anchors, and its container lifecycle,
+// and writes the tables to bench/results.md.
 //
-// It starts hubgate (bin/caddy with the repository's Caddyfile, a bench
-// policy and a fresh deployment name), logs a user in through the login
-// form and lets hubgate start that user's test app container. That one
-// container is then the upstream of all three targets, so the app's own
-// cost is the same for each:
+// It starts hubgate (bin/caddy with bench/hubgate.Caddyfile: the
+// repository's hubgate config without the access log, on https and on a
+// plain-http port), logs a user in through the login form and lets hubgate
+// start that user's test app container. That one container is then the
+// upstream of every target, so the app's own cost is the same for each:
 //
-//	(a) direct    http://<container ip>:8888, with the container's token
-//	(b) plain     bin/caddy with bench/Caddyfile: reverse_proxy to the same
-//	              container, hubgate's transport settings, same TLS and log
-//	(c) hubgate   https through hubgate with the user's session cookie
+//	direct    http://<container ip>:8888 with the container's token
+//	caddy     bin/caddy with bench/Caddyfile: reverse_proxy to the same
+//	          container with hubgate's transport settings
+//	chp       configurable-http-proxy (Debian's), the route added through
+//	          its REST API as JupyterHub does (two processes: http, https)
+//	o2p       oauth2-proxy (go install), a cookie session from its own
+//	          htpasswd sign-in form
+//	hubgate   hubgate with the user's session cookie
 //
-// wrk runs against a, b, c in alternating rounds (medians reported; many
-// short rounds rather than a few long ones, so that other load on the
-// machine hits all three alike), then a websocket echo round-trip test
-// (bench/internal/wsrtt) against the same three. Then the lifecycle: cold start (a new user's first request through
-// hubgate, to the app's first byte) against a bare create + start + first
-// answer of the same image on the same network; fifty new users whose
-// first requests arrive together; and, with BENCH_SCALE=1, two hundred
-// running containers (steady-state req/s across all of them, and a
-// gateway restart until all two hundred answer). Last, the Go benchmarks of
-// caddymodule (the per-request cost in ns/op and allocs/op).
+// The server side (every proxy with GOMAXPROCS=1 for the Go ones, and the
+// app container) is pinned to CPU 0, wrk and the websocket client to
+// CPU 1. wrk runs every target in every workload (100 B and 64 KiB bodies,
+// 1 and 64 connections, http and https) in alternating rounds, and the
+// proxy's CPU per request comes from its /proc/<pid>/stat over each run;
+// then websocket echo round trips (bench/wsrtt) through each. Then the
+// lifecycle: cold start (a new user's first request through hubgate, to
+// the app's first 200, with the Debian Jupyter image when it is built)
+// against a bare create + start + first answer of the same image on the
+// same network; two hundred new users whose first requests arrive
+// together; and, with BENCH_SCALE=1, up to a thousand running servers
+// (CPU per request spread over all against one, memory per route and per
+// idle websocket, a gateway restart until all answer).
+//
+// No target is called met or missed when the 1-minute load average was
+// above 1.5 at the start or the end: results.md says "not judged: machine
+// busy" instead.
 //
 // Everything it starts (processes, containers, volumes, the network) is
 // removed when it ends, also on error or Ctrl-C; a later run also sweeps
-// what a killed run left behind. Settings (environment):
+// what a killed run left behind. Settings (environment; defaults keep the
+// whole run to about 5-8 minutes):
 //
-//	BENCH_DURATION=6s BENCH_WARMUP=3s BENCH_ROUNDS=6 BENCH_THREADS=2
-//	BENCH_CONNS=64 BENCH_WS_MSGS=3000 BENCH_WS_CONNS=16 BENCH_WS_ROUNDS=9
-//	BENCH_COLD=10 BENCH_CROWD=50 BENCH_SCALE=0 BENCH_SCALE_N=200 BENCH_GO=1
-//	BENCH_RESULTS=bench/results.md
+//	BENCH_DURATION=2s BENCH_WARMUP=1s BENCH_ROUNDS=3 BENCH_THREADS=2
+//	BENCH_CONNS=1,64 BENCH_TLS=1 BENCH_WS_MSGS=2000 BENCH_WS_CONNS=16
+//	BENCH_WS_ROUNDS=3 BENCH_COLD=5 BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
+//	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
+//	BENCH_CROWD=200 BENCH_SCALE=0 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
+//	BENCH_SCALE_BUDGET=4m BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
+//	BENCH_ONLY=throughput,ws,cold,crowd,scale BENCH_RESULTS=bench/results.md
 //
-// BENCH_PPROF=1 also takes a CPU profile of plain Caddy and of hubgate
-// (from their admin endpoints' /debug/pprof/) during their first wrk run,
-// into bench/out/pprof-b.pb.gz and pprof-c.pb.gz; look at them with
-// `go tool pprof -top bin/caddy bench/out/pprof-c.pb.gz`.
+// BENCH_PPROF=1 also takes CPU and allocation profiles of plain Caddy and
+// of hubgate (from their admin endpoints' /debug/pprof/) under the plain
+// http 100 B, 64-connection load for BENCH_PPROF_SECONDS=10, into
+// bench/out/pprof-{caddy,hubgate}-{cpu,allocs0,allocs1}.pb.gz; see
+// bench/PROFILE.md for how to read them.
 package main
 
 import (
@@ -57,6 +73,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 )
 
@@ -64,34 +81,45 @@ import (
 type config struct {
 	duration, warmup time.Duration
 	rounds           int
-	threads, conns   int
+	threads          int
+	connSet          []int
+	tls              bool
 	wsMsgs, wsConns  int
 	wsRounds         int
 	cold, crowd      int
+	coldImage        string
+	coldPort         string
 	scale            bool
 	scaleN           int
+	scaleWS          int
 	goBench          bool
 	pprof            bool
+	pprofSeconds     int
 	results          string
 }
 
 func loadConfig() config {
 	return config{
-		duration: envDuration("BENCH_DURATION", 6*time.Second),
-		warmup:   envDuration("BENCH_WARMUP", 3*time.Second),
-		rounds:   envInt("BENCH_ROUNDS", 6),
-		threads:  envInt("BENCH_THREADS", 2),
-		conns:    envInt("BENCH_CONNS", 64),
-		wsMsgs:   envInt("BENCH_WS_MSGS", 3000),
-		wsConns:  envInt("BENCH_WS_CONNS", 16),
-		wsRounds: envInt("BENCH_WS_ROUNDS", 9),
-		cold:     envInt("BENCH_COLD", 10),
-		crowd:    envInt("BENCH_CROWD", 50),
-		scale:    envInt("BENCH_SCALE", 0) != 0,
-		scaleN:   envInt("BENCH_SCALE_N", 200),
-		goBench:  envInt("BENCH_GO", 1) != 0,
-		pprof:    envInt("BENCH_PPROF", 0) != 0,
-		results:  envString("BENCH_RESULTS", "bench/results.md"),
+		duration:     envDuration("BENCH_DURATION", 2*time.Second),
+		warmup:       envDuration("BENCH_WARMUP", 1*time.Second),
+		rounds:       envInt("BENCH_ROUNDS", 3),
+		threads:      envInt("BENCH_THREADS", 2),
+		connSet:      envInts("BENCH_CONNS", []int{1, 64}),
+		tls:          envInt("BENCH_TLS", 1) != 0,
+		wsMsgs:       envInt("BENCH_WS_MSGS", 2000),
+		wsConns:      envInt("BENCH_WS_CONNS", 16),
+		wsRounds:     envInt("BENCH_WS_ROUNDS", 3),
+		cold:         envInt("BENCH_COLD", 5),
+		coldImage:    envString("BENCH_COLD_IMAGE", "hubgate/jupyter-debian:latest"),
+		coldPort:     envString("BENCH_COLD_PORT", "8888"),
+		crowd:        envInt("BENCH_CROWD", 200),
+		scale:        envInt("BENCH_SCALE", 0) != 0,
+		scaleN:       envInt("BENCH_SCALE_N", 1000),
+		scaleWS:      envInt("BENCH_SCALE_WS", 1000),
+		goBench:      envInt("BENCH_GO", 0) != 0,
+		pprof:        envInt("BENCH_PPROF", 0) != 0,
+		pprofSeconds: envInt("BENCH_PPROF_SECONDS", 10),
+		results:      envString("BENCH_RESULTS", "bench/results.md"),
 	}
 }
 
@@ -112,6 +140,23 @@ func envInt(k string, def int) int {
 		log.Fatalf("%s=%q: want a non-negative integer", k, v)
 	}
 	return n
+}
+
+// envInts reads a comma-separated list of positive integers.
+func envInts(k string, def []int) []int {
+	v := os.Getenv(k)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			log.Fatalf("%s=%q: want positive integers separated by commas", k, v)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func envDuration(k string, def time.Duration) time.Duration {
@@ -141,10 +186,16 @@ type bench struct {
 	goTest string // caddymodule's test binary, built at the start
 	hub    *caddyProc
 	plain  *caddyProc
-	hubN   int // hubgate process generation, for log names
+	// The anchors beside plain Caddy (nil when they could not start).
+	chp, chpTLS *caddyProc
+	o2p, o2pTLS *caddyProc
+	o2pCookie   string
+	hubN        int // hubgate process generation, for log names
 
-	main *userSession // the "bench" user, whose container a, b, c share
+	main *userSession // the "bench" user, whose container every target shares
 	app  appContainer
+	// coldImageOK: the cold start image (BENCH_COLD_IMAGE) is on the engine.
+	coldImageOK bool
 
 	res results
 }
@@ -225,12 +276,22 @@ func (b *bench) run(ctx context.Context) error {
 		releaseOwner(b.out, stale)
 	}
 
+	if !haveTaskset() {
+		return errors.New("taskset (util-linux) is missing: the benchmark pins the servers and the load generator to separate CPUs")
+	}
+	if _, _, err := b.dk.ImageInspectWithRaw(ctx, b.cfg.coldImage); err == nil {
+		b.coldImageOK = true
+	} else if b.cfg.cold > 0 {
+		note := fmt.Sprintf("the cold start image %s is not on the engine (%v): build it with images/jupyter-debian/build.sh (needs root and debootstrap); the cold start is measured with hubgate/testapp instead", b.cfg.coldImage, err)
+		log.Printf("WARNING: %s", note)
+		b.res.notes = append(b.res.notes, note)
+	}
 	b.res.started = time.Now()
 	b.res.machine = machineInfo(ctx, b.root, b.caddyBin)
 	if b.cfg.goBench {
 		b.compileGoBenchmarks(ctx)
 	}
-	b.res.uptimeBefore = uptime()
+	b.res.uptimeBefore, b.res.loadBefore = uptime(), loadAvg()
 	b.res.busyBefore = sampleBusy(2 * time.Second)
 	log.Printf("machine: %s, %s cores; %s; others busy %.0f%% of the machine", b.res.machine.cpu, b.res.machine.nproc, b.res.uptimeBefore, b.res.busyBefore)
 
@@ -257,31 +318,72 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.startPlain(ctx); err != nil {
 		return err
 	}
+	certPath, keyPath, err := selfSignedCert(b.work)
+	if err != nil {
+		return fmt.Errorf("anchor certificate: %w", err)
+	}
+	if b.phase("throughput") || b.phase("ws") {
+		b.optionalAnchor("configurable-http-proxy", func() error { return b.startCHP(ctx, certPath, keyPath) })
+		b.optionalAnchor("oauth2-proxy", func() error { return b.startOAuth2Proxy(ctx, certPath, keyPath) })
+	}
+	if err := b.putBodies(ctx); err != nil {
+		return err
+	}
 	if err := b.checkTargets(ctx); err != nil {
 		return err
 	}
-	if err := b.throughput(ctx); err != nil {
-		return fmt.Errorf("throughput: %w", err)
+	if b.phase("throughput") {
+		if err := b.throughput(ctx); err != nil {
+			return fmt.Errorf("throughput: %w", err)
+		}
 	}
-	if err := b.websockets(ctx); err != nil {
-		return fmt.Errorf("websockets: %w", err)
+	if b.phase("ws") {
+		if err := b.websockets(ctx); err != nil {
+			return fmt.Errorf("websockets: %w", err)
+		}
 	}
-	if b.cfg.cold > 0 {
+	if b.cfg.pprof {
+		if err := b.profile(ctx); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+	}
+	// The anchors are not needed for the lifecycle: stop them now.
+	for _, p := range []*caddyProc{b.chp, b.chpTLS, b.o2p, b.o2pTLS} {
+		if p != nil {
+			p.stop()
+		}
+	}
+	if b.cfg.cold > 0 && b.phase("cold") {
 		if err := b.coldStart(ctx); err != nil {
 			return fmt.Errorf("cold start: %w", err)
 		}
 	}
-	if b.cfg.crowd > 0 {
+	if b.cfg.crowd > 0 && b.phase("crowd") {
 		if err := b.crowdStart(ctx); err != nil {
 			return fmt.Errorf("crowd: %w", err)
 		}
 	}
-	if b.cfg.scale {
+	if b.cfg.scale && b.phase("scale") {
 		if err := b.scaleRun(ctx); err != nil {
 			return fmt.Errorf("scale: %w", err)
 		}
 	}
 	return nil
+}
+
+// phase reports whether BENCH_ONLY (a comma-separated list of throughput,
+// ws, cold, crowd, scale; default all) selects the phase.
+func (b *bench) phase(name string) bool {
+	only := os.Getenv("BENCH_ONLY")
+	if only == "" {
+		return true
+	}
+	for _, p := range strings.Split(only, ",") {
+		if strings.TrimSpace(p) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // finish runs the Go benchmarks (with nothing else of ours running) and
@@ -291,7 +393,7 @@ func (b *bench) finish(ctx context.Context) {
 		b.goBenchmarks(ctx)
 	}
 	b.res.finished = time.Now()
-	b.res.uptimeAfter = uptime()
+	b.res.uptimeAfter, b.res.loadAfter = uptime(), loadAvg()
 	b.res.busyAfter = sampleBusy(2 * time.Second)
 	md := b.report()
 	fmt.Println()
@@ -334,7 +436,12 @@ func (b *bench) startHubgate(ctx context.Context) error {
 	var pol strings.Builder
 	pol.WriteString("# Written by bench/run for one benchmark run.\nadmins: [bench]\n")
 	pol.WriteString("images:\n  notebook: {image: \"hubgate/testapp:latest\", port: 8888, description: \"Test app\"}\n")
-	pol.WriteString("teams:\n  bench:\n    images: [notebook]\n    members:\n")
+	teamImages := "notebook"
+	if b.coldImageOK {
+		fmt.Fprintf(&pol, "  cold: {image: %q, port: %s, home: %q, description: \"Cold start image\"}\n", b.cfg.coldImage, b.cfg.coldPort, envString("BENCH_COLD_HOME", "/home/jovyan"))
+		teamImages += ", cold"
+	}
+	pol.WriteString("teams:\n  bench:\n    images: [" + teamImages + "]\n    members:\n")
 	for _, u := range users {
 		fmt.Fprintf(&pol, "      - %s\n", u)
 	}
@@ -350,14 +457,15 @@ func (b *bench) startHubgate(ctx context.Context) error {
 		return err
 	}
 
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
-	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
+	httpsPort, httpPort, adminPort, plainPort := ports[0], ports[1], ports[2], ports[3]
 	env := map[string]string{
 		"HUBGATE_HTTPS_PORT": strconv.Itoa(httpsPort),
 		"HUBGATE_HTTP_PORT":  strconv.Itoa(httpPort),
+		"HUBGATE_PLAIN_PORT": strconv.Itoa(plainPort),
 		"HUBGATE_ADMIN":      fmt.Sprintf("127.0.0.1:%d", adminPort),
 		"HUBGATE_SITE":       "localhost",
 		"HUBGATE_POLICY":     policyDir,
@@ -366,13 +474,16 @@ func (b *bench) startHubgate(ctx context.Context) error {
 		"XDG_CONFIG_HOME":    filepath.Join(b.work, "hubgate", "config"),
 	}
 	b.hub = &caddyProc{
-		label:     "hubgate",
-		bin:       b.caddyBin,
-		args:      []string{"run", "--config", filepath.Join(b.root, "Caddyfile"), "--adapter", "caddyfile"},
-		dir:       b.root,
-		env:       mergeEnv(env),
-		httpsPort: httpsPort,
-		admin:     env["HUBGATE_ADMIN"],
+		label:      "hubgate",
+		bin:        b.caddyBin,
+		args:       []string{"run", "--config", filepath.Join(b.root, "bench", "hubgate.Caddyfile"), "--adapter", "caddyfile"},
+		dir:        b.root,
+		env:        mergeEnv(env),
+		httpsPort:  httpsPort,
+		httpPort:   plainPort,
+		admin:      env["HUBGATE_ADMIN"],
+		cpus:       serverCPU,
+		goMaxProcs: 1,
 	}
 	b.res.hubEnv = env
 	b.cl.add("stop hubgate", func() { b.hub.stop() })
@@ -403,36 +514,44 @@ func (b *bench) prepareMain(ctx context.Context) error {
 	if b.app, err = findUserContainer(ctx, b.dk, b.name, "bench"); err != nil {
 		return err
 	}
-	log.Printf("hubgate started the bench user's container %s at %s", b.app.ID[:12], b.app.addr())
+	// The app is server side too: it shares the server CPU.
+	if _, err := b.dk.ContainerUpdate(ctx, b.app.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: serverCPU}}); err != nil {
+		return fmt.Errorf("pin the bench user's container to CPU %s: %w", serverCPU, err)
+	}
+	log.Printf("hubgate started the bench user's container %s at %s (pinned to CPU %s)", b.app.ID[:12], b.app.addr(), serverCPU)
 	return nil
 }
 
 // startPlain starts plain Caddy (bench/Caddyfile) in front of the same
 // container.
 func (b *bench) startPlain(ctx context.Context) error {
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
-	httpsPort, httpPort, adminPort := ports[0], ports[1], ports[2]
+	httpsPort, httpPort, adminPort, redirectPort := ports[0], ports[1], ports[2], ports[3]
 	env := map[string]string{
-		"BENCH_HTTPS_PORT": strconv.Itoa(httpsPort),
-		"BENCH_HTTP_PORT":  strconv.Itoa(httpPort),
-		"BENCH_ADMIN":      fmt.Sprintf("127.0.0.1:%d", adminPort),
-		"BENCH_UPSTREAM":   b.app.addr(),
-		"BENCH_TOKEN":      b.app.Token,
-		"XDG_DATA_HOME":    filepath.Join(b.work, "plain", "data"),
-		"XDG_CONFIG_HOME":  filepath.Join(b.work, "plain", "config"),
+		"BENCH_HTTPS_PORT":    strconv.Itoa(httpsPort),
+		"BENCH_HTTP_PORT":     strconv.Itoa(httpPort),
+		"BENCH_REDIRECT_PORT": strconv.Itoa(redirectPort),
+		"BENCH_ADMIN":         fmt.Sprintf("127.0.0.1:%d", adminPort),
+		"BENCH_UPSTREAM":      b.app.addr(),
+		"BENCH_TOKEN":         b.app.Token,
+		"XDG_DATA_HOME":       filepath.Join(b.work, "plain", "data"),
+		"XDG_CONFIG_HOME":     filepath.Join(b.work, "plain", "config"),
 	}
 	b.plain = &caddyProc{
-		label:     "plain caddy",
-		bin:       b.caddyBin,
-		args:      []string{"run", "--config", filepath.Join(b.root, "bench", "Caddyfile"), "--adapter", "caddyfile"},
-		dir:       b.root,
-		env:       mergeEnv(env),
-		httpsPort: httpsPort,
-		admin:     env["BENCH_ADMIN"],
-		logPath:   filepath.Join(b.work, "plain.log"),
+		label:      "plain caddy",
+		bin:        b.caddyBin,
+		args:       []string{"run", "--config", filepath.Join(b.root, "bench", "Caddyfile"), "--adapter", "caddyfile"},
+		dir:        b.root,
+		env:        mergeEnv(env),
+		httpsPort:  httpsPort,
+		httpPort:   httpPort,
+		admin:      env["BENCH_ADMIN"],
+		logPath:    filepath.Join(b.work, "plain.log"),
+		cpus:       serverCPU,
+		goMaxProcs: 1,
 	}
 	hubLog, err := adaptedLogging(ctx, b.hub)
 	if err != nil {
@@ -443,7 +562,7 @@ func (b *bench) startPlain(ctx context.Context) error {
 		return err
 	}
 	if hubLog != plainLog {
-		note := "the access log of bench/Caddyfile differs from the repository Caddyfile's, so (b) and (c) do not log alike: make them equal"
+		note := "the access log of bench/Caddyfile differs from bench/hubgate.Caddyfile's, so plain Caddy and hubgate do not log alike: make them equal"
 		log.Printf("WARNING: %s\n  hubgate: %s\n  plain:   %s", note, hubLog, plainLog)
 		b.res.notes = append(b.res.notes, note)
 	}

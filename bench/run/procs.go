@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +59,8 @@ func (c *cleaner) run() {
 	}
 }
 
-// caddyProc is one bin/caddy process: hubgate or the plain baseline.
+// caddyProc is one server process of the benchmark: hubgate, plain Caddy,
+// configurable-http-proxy or oauth2-proxy.
 type caddyProc struct {
 	label     string
 	bin       string
@@ -66,8 +68,15 @@ type caddyProc struct {
 	dir       string
 	env       []string
 	httpsPort int
-	admin     string // the admin endpoint's host:port (pprof lives there)
-	logPath   string
+	// httpPort is the plain-http listener (0: none).
+	httpPort int
+	admin    string // the admin endpoint's host:port (pprof lives there)
+	logPath  string
+	// cpus pins the process (taskset -c) when set: the server side of the
+	// benchmark runs on one CPU, the load generator on the other.
+	cpus string
+	// goMaxProcs sets GOMAXPROCS for a Go server (0: leave it).
+	goMaxProcs int
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -81,9 +90,17 @@ func (p *caddyProc) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(p.bin, p.args...)
+	name, args := p.bin, p.args
+	if p.cpus != "" {
+		// taskset execs the server: the pid stays the server's.
+		name, args = "taskset", append([]string{"-c", p.cpus, p.bin}, p.args...)
+	}
+	cmd := exec.Command(name, args...)
 	cmd.Dir = p.dir
 	cmd.Env = p.env
+	if p.goMaxProcs > 0 {
+		cmd.Env = append(slices.Clone(cmd.Env), "GOMAXPROCS="+strconv.Itoa(p.goMaxProcs))
+	}
 	cmd.Stdout, cmd.Stderr = f, f
 	// If this driver dies without cleaning up, the kernel ends the child.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -110,9 +127,15 @@ func (p *caddyProc) pid() int {
 	return p.cmd.Process.Pid
 }
 
-// waitReady polls url over HTTPS until it answers 200, the process exits
+// waitReady polls path over HTTPS until it answers 200, the process exits
 // or within passes.
 func (p *caddyProc) waitReady(ctx context.Context, path string, within time.Duration) error {
+	return p.waitURL(ctx, p.url(path), within)
+}
+
+// waitURL polls u until it answers 200, the process exits or within
+// passes.
+func (p *caddyProc) waitURL(ctx context.Context, u string, within time.Duration) error {
 	c := insecureClient(nil)
 	deadline := time.Now().Add(within)
 	for {
@@ -121,7 +144,7 @@ func (p *caddyProc) waitReady(ctx context.Context, path string, within time.Dura
 			return fmt.Errorf("%s exited during start; see %s:\n%s", p.label, p.logPath, tail(p.logPath, 3000))
 		default:
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url(path), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		resp, err := c.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
@@ -131,7 +154,7 @@ func (p *caddyProc) waitReady(ctx context.Context, path string, within time.Dura
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s not ready at %s within %s (last error %v); see %s", p.label, path, within, err, p.logPath)
+			return fmt.Errorf("%s not ready at %s within %s (last error %v); see %s", p.label, u, within, err, p.logPath)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -158,6 +181,11 @@ func (p *caddyProc) stop() {
 
 func (p *caddyProc) url(path string) string {
 	return fmt.Sprintf("https://localhost:%d%s", p.httpsPort, path)
+}
+
+// httpURL is path on the plain-http listener.
+func (p *caddyProc) httpURL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", p.httpPort, path)
 }
 
 // insecureClient is an HTTPS client for loopback that accepts Caddy's

@@ -15,53 +15,168 @@ import (
 	"strings"
 	"syscall"
 	"time"
+)
 
-	"github.com/hubgate/hubgate/bench/internal/wsrtt"
+// The server side (the proxies and the app container) runs on CPU 0, the
+// load generators (wrk, wsrtt) on CPU 1, so a proxy's CPU per request is
+// not inflated by sharing its core with the client.
+const (
+	serverCPU = "0"
+	clientCPU = "1"
 )
 
 // target is one way to reach the bench user's app.
 type target struct {
 	key, label string
+	tls        bool
 	url        string // base: scheme://host:port, no path
 	wsURL      string
 	headers    http.Header
 	// shown is how the headers appear in results.md (secrets elided).
 	shown []string
+	// proc is the proxy process (nil for direct).
+	proc *caddyProc
 }
 
-func (b *bench) targets() []target {
-	return []target{
-		{
-			key: "a", label: "(a) direct, http to the container",
-			url: "http://" + b.app.addr(), wsURL: "ws://" + b.app.addr(),
-			headers: http.Header{"Authorization": {"token " + b.app.Token}},
-			shown:   []string{"Authorization: token <container secret>"},
-		},
-		{
-			key: "b", label: "(b) plain Caddy reverse_proxy, https",
-			url: b.plain.url(""), wsURL: strings.Replace(b.plain.url(""), "https:", "wss:", 1),
-		},
-		{
-			key: "c", label: "(c) hubgate, https, logged in",
-			url: b.hub.url(""), wsURL: strings.Replace(b.hub.url(""), "https:", "wss:", 1),
-			headers: http.Header{"Cookie": {b.main.cookie}},
-			shown:   []string{"Cookie: " + sessionCookieName + "=<session>"},
-		},
+// targetOrder is the column order of the report.
+var targetOrder = []string{"direct", "caddy", "chp", "o2p", "hubgate"}
+
+var targetLabels = map[string]string{
+	"direct":  "direct",
+	"caddy":   "plain Caddy `reverse_proxy`",
+	"chp":     "configurable-http-proxy",
+	"o2p":     "oauth2-proxy",
+	"hubgate": "hubgate",
+}
+
+// targets returns the targets that serve the scheme (direct is http only).
+func (b *bench) targets(tls bool) []target {
+	tokenHdr := func() http.Header { return http.Header{"Authorization": {"token " + b.app.Token}} }
+	tokenShown := "Authorization: token <container secret>"
+	var ts []target
+	if !tls {
+		ts = append(ts, target{
+			key: "direct", url: "http://" + b.app.addr(), wsURL: "ws://" + b.app.addr(),
+			headers: tokenHdr(), shown: []string{tokenShown},
+		})
 	}
+	scheme := func(p *caddyProc, host string) (string, string) {
+		if tls {
+			return fmt.Sprintf("https://%s:%d", host, p.httpsPort), fmt.Sprintf("wss://%s:%d", host, p.httpsPort)
+		}
+		return fmt.Sprintf("http://127.0.0.1:%d", p.httpPort), fmt.Sprintf("ws://127.0.0.1:%d", p.httpPort)
+	}
+	if b.plain != nil {
+		u, ws := scheme(b.plain, "localhost")
+		ts = append(ts, target{key: "caddy", url: u, wsURL: ws, proc: b.plain})
+	}
+	chp := b.chp
+	if tls {
+		chp = b.chpTLS
+	}
+	if chp != nil {
+		u, ws := scheme(chp, "127.0.0.1")
+		ts = append(ts, target{key: "chp", url: u, wsURL: ws, proc: chp, headers: tokenHdr(), shown: []string{tokenShown}})
+	}
+	o2p := b.o2p
+	if tls {
+		o2p = b.o2pTLS
+	}
+	if o2p != nil && b.o2pCookie != "" {
+		u, ws := scheme(o2p, "127.0.0.1")
+		h := tokenHdr()
+		h.Set("Cookie", b.o2pCookie)
+		ts = append(ts, target{key: "o2p", url: u, wsURL: ws, proc: o2p, headers: h,
+			shown: []string{tokenShown, "Cookie: " + oauth2CookieName + "=<session>"}})
+	}
+	u, ws := scheme(b.hub, "localhost")
+	ts = append(ts, target{key: "hubgate", url: u, wsURL: ws, proc: b.hub,
+		headers: http.Header{"Cookie": {b.main.cookie}}, shown: []string{"Cookie: " + sessionCookieName + "=<session>"}})
+	for i := range ts {
+		ts[i].tls = tls
+		ts[i].label = targetLabels[ts[i].key]
+	}
+	return ts
 }
 
-// checkTargets makes sure a, b and c answer the same app with 200.
-func (b *bench) checkTargets(ctx context.Context) error {
-	c := insecureClient(nil)
-	b.res.bodyBytes = map[string]int{}
-	for _, t := range b.targets() {
-		st, body, _, err := fetch(ctx, c, http.MethodGet, t.url+appPath("bench", "whoami"), t.headers, nil)
-		if err != nil || st != http.StatusOK {
-			return fmt.Errorf("%s: status %d, %v: %s", t.label, st, err, body)
+// bodies are the response sizes measured: files the app serves from the
+// user's volume (PUT there through the direct address before the runs).
+var bodies = []struct {
+	key  string
+	size int
+}{{"100 B", 100}, {"64 KiB", 64 << 10}}
+
+func bodyPath(size int) string { return appPath("bench", "files/body"+strconv.Itoa(size)) }
+
+// putBodies stores the response bodies in the app's home.
+func (b *bench) putBodies(ctx context.Context) error {
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, body := range bodies {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+b.app.addr()+bodyPath(body.size), bytes.NewReader(bytes.Repeat([]byte("x"), body.size)))
+		req.Header.Set("Authorization", "token "+b.app.Token)
+		resp, err := c.Do(req)
+		if err != nil {
+			return fmt.Errorf("store the %s body: %w", body.key, err)
 		}
-		b.res.bodyBytes[t.key] = len(body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("store the %s body: status %d", body.key, resp.StatusCode)
+		}
 	}
 	return nil
+}
+
+// checkTargets makes sure every target answers the same body with 200.
+func (b *bench) checkTargets(ctx context.Context) error {
+	c := insecureClient(nil)
+	for _, tls := range []bool{false, true} {
+		for _, t := range b.targets(tls) {
+			st, body, _, err := fetch(ctx, c, http.MethodGet, t.url+bodyPath(100), t.headers, nil)
+			if err != nil || st != http.StatusOK || len(body) != 100 {
+				return fmt.Errorf("%s (tls %t): status %d, %d bytes, %v: %.300s", t.label, tls, st, len(body), err, body)
+			}
+		}
+	}
+	return nil
+}
+
+// cell is one workload: scheme, body size and connections.
+type cell struct {
+	tls   bool
+	body  int
+	conns int
+}
+
+func (c cell) key() string {
+	s := "http"
+	if c.tls {
+		s = "https"
+	}
+	return fmt.Sprintf("%s %s x%d", s, bodyLabel(c.body), c.conns)
+}
+
+func bodyLabel(size int) string {
+	for _, b := range bodies {
+		if b.size == size {
+			return b.key
+		}
+	}
+	return strconv.Itoa(size) + " B"
+}
+
+func (b *bench) cells() []cell {
+	var cs []cell
+	for _, tls := range []bool{false, true} {
+		if tls && !b.cfg.tls {
+			continue
+		}
+		for _, body := range bodies {
+			for _, c := range b.cfg.connSet {
+				cs = append(cs, cell{tls, body.size, c})
+			}
+		}
+	}
+	return cs
 }
 
 // wrkRun is one wrk run's summary.
@@ -85,11 +200,9 @@ type wrkRun struct {
 	// Other is the share of the machine busy with other processes
 	// (other developers' tests) during the run.
 	Other float64 `json:"-"`
-	// Profiled runs had a CPU profile taken (BENCH_PPROF=1).
-	Profiled bool `json:"-"`
-	// HubCPU, PlainCPU and AppCPU are the CPU seconds hubgate, plain
-	// Caddy and the bench user's app container used during the run.
-	HubCPU, PlainCPU, AppCPU float64 `json:"-"`
+	// ProxyCPU and AppCPU are the CPU seconds the target's proxy process
+	// and the bench user's app container used during the run.
+	ProxyCPU, AppCPU float64 `json:"-"`
 }
 
 // perRequest returns CPU seconds spread over the run's requests, in µs.
@@ -100,46 +213,16 @@ func (w wrkRun) perRequest(seconds float64) float64 {
 	return seconds / float64(w.Requests) * 1e6
 }
 
-// profile takes a CPU profile of target key's Caddy process (b: plain,
-// c: hubgate) from its admin endpoint while wrk runs, into
-// bench/out/pprof-<key>.pb.gz.
-func (b *bench) profile(ctx context.Context, key string) chan error {
-	p := b.hub
-	if key == "b" {
-		p = b.plain
-	}
-	secs := max(int(b.cfg.duration.Seconds())-2, 1)
-	done := make(chan error, 1)
-	go func() {
-		time.Sleep(time.Second)
-		c := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, secs), nil)
-		resp, err := c.Do(req)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
-		}
-		if err == nil {
-			err = os.WriteFile(filepath.Join(b.out, "pprof-"+key+".pb.gz"), body, 0o644)
-		}
-		done <- err
-	}()
-	return done
-}
-
 func (w wrkRun) errors() int64 {
 	return w.ErrConnect + w.ErrRead + w.ErrWrite + w.ErrStatus + w.ErrTimeout
 }
 
-// wrk runs wrk against url for d with the given script and returns its
-// summary. pids are our processes, not counted as "other" CPU.
-func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, d time.Duration, script string, scriptArgs ...string) (wrkRun, []string, error) {
-	args := []string{"-t", strconv.Itoa(b.cfg.threads), "-c", strconv.Itoa(b.cfg.conns), "-d", fmt.Sprintf("%ds", int(d.Seconds())),
+// wrk runs wrk (pinned to the client CPU) against url for d with the given
+// script and returns its summary, with the CPU that proxy (may be nil) and
+// the app used meanwhile.
+func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, conns int, d time.Duration, proxy *caddyProc, script string, scriptArgs ...string) (wrkRun, []string, error) {
+	threads := max(min(b.cfg.threads, conns), 1)
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", max(int(d.Seconds()), 1)),
 		"--timeout", "5s", "-s", filepath.Join(b.root, "bench", "wrk", script)}
 	for k, vs := range hdr {
 		for _, v := range vs {
@@ -150,11 +233,15 @@ func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, d time.Dur
 	if len(scriptArgs) > 0 {
 		args = append(append(args, "--"), scriptArgs...)
 	}
-	cmd := exec.CommandContext(ctx, "wrk", args...)
+	cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", clientCPU, "wrk"}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	pids := []int{b.hub.pid(), b.plain.pid(), b.app.Pid}
+	proxyPid := 0
+	if proxy != nil {
+		proxyPid = proxy.pid()
+	}
+	pids := []int{proxyPid, b.app.Pid}
 	before := readCPU(pids)
 	err := cmd.Run()
 	after := readCPU(pids)
@@ -178,48 +265,54 @@ func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, d time.Dur
 		wrkCPU = float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
 	}
 	r.Other = otherBusy(before, after, wrkCPU)
-	r.HubCPU = procSeconds(before, after, b.hub.pid())
-	r.PlainCPU = procSeconds(before, after, b.plain.pid())
+	if proxyPid > 0 {
+		r.ProxyCPU = procSeconds(before, after, proxyPid)
+	}
 	r.AppCPU = procSeconds(before, after, b.app.Pid)
 	return r, args, nil
 }
 
-// throughput runs wrk against a, b and c in alternating rounds (each
-// round in a rotated order), after a warm-up of each.
+// throughput runs wrk against every target in every cell, in alternating
+// rounds (each round in a rotated target order), after a warm-up of each
+// target.
 func (b *bench) throughput(ctx context.Context) error {
-	ts := b.targets()
-	b.res.wrk = map[string][]wrkRun{}
+	b.res.wrk = map[string]map[string][]wrkRun{}
 	b.res.loadThroughput = loadAvg()
-	log.Printf("throughput: wrk -t%d -c%d, warm-up %s each, then %d rounds of %s (load average %.2f)",
-		b.cfg.threads, b.cfg.conns, b.cfg.warmup, b.cfg.rounds, b.cfg.duration, b.res.loadThroughput)
-	for _, t := range ts {
-		if _, _, err := b.wrk(ctx, t.url+appPath("bench", "whoami"), t.headers, b.cfg.warmup, "report.lua"); err != nil {
-			return err
+	cells := b.cells()
+	log.Printf("throughput: %d workloads x %d rounds of %s per target (load average %.2f)", len(cells), b.cfg.rounds, b.cfg.duration, b.res.loadThroughput)
+	for _, tls := range []bool{false, true} {
+		for _, t := range b.targets(tls) {
+			if _, _, err := b.wrk(ctx, t.url+bodyPath(100), t.headers, 64, b.cfg.warmup, t.proc, "report.lua"); err != nil {
+				return err
+			}
 		}
 	}
 	for round := range b.cfg.rounds {
-		for i := range ts {
-			t := ts[(i+round)%len(ts)]
-			var profiled chan error
-			if b.cfg.pprof && round == 0 && t.key != "a" {
-				profiled = b.profile(ctx, t.key)
+		for ci, c := range cells {
+			ts := b.targets(c.tls)
+			byKey := b.res.wrk[c.key()]
+			if byKey == nil {
+				byKey = map[string][]wrkRun{}
+				b.res.wrk[c.key()] = byKey
 			}
-			r, args, err := b.wrk(ctx, t.url+appPath("bench", "whoami"), t.headers, b.cfg.duration, "report.lua")
-			if err != nil {
-				return err
-			}
-			if profiled != nil {
-				if err := <-profiled; err != nil {
-					log.Printf("profile %s: %v", t.key, err)
+			var line []string
+			for i := range ts {
+				t := ts[(i+round+ci)%len(ts)]
+				r, args, err := b.wrk(ctx, t.url+bodyPath(c.body), t.headers, c.conns, b.cfg.duration, t.proc, "report.lua")
+				if err != nil {
+					return err
 				}
-				r.Profiled = true
+				if r.errors() > 0 {
+					return fmt.Errorf("%s, %s: %d errors (status %d, connect %d, read %d, timeout %d)", c.key(), t.label,
+						r.errors(), r.ErrStatus, r.ErrConnect, r.ErrRead, r.ErrTimeout)
+				}
+				if round == 0 && ci == 0 {
+					b.res.commands = append(b.res.commands, "taskset -c "+clientCPU+" wrk "+shownArgs(args, t))
+				}
+				byKey[t.key] = append(byKey[t.key], r)
+				line = append(line, fmt.Sprintf("%s %.0f/s %.0fµs", t.key, r.RPS, r.perRequest(r.ProxyCPU)))
 			}
-			if round == 0 {
-				b.res.commands = append(b.res.commands, "wrk "+shownArgs(args, t))
-			}
-			log.Printf("round %d %s: %.0f req/s, p50 %.2fms, p99 %.2fms, errors %d, others busy %.0f%%; CPU per request: hubgate %.0fµs, plain Caddy %.0fµs, app %.0fµs",
-				round+1, t.key, r.RPS, r.P50/1000, r.P99/1000, r.errors(), r.Other, r.perRequest(r.HubCPU), r.perRequest(r.PlainCPU), r.perRequest(r.AppCPU))
-			b.res.wrk[t.key] = append(b.res.wrk[t.key], r)
+			log.Printf("round %d %s: %s (others busy %.0f%%)", round+1, c.key(), strings.Join(line, ", "), byKey[ts[0].key][len(byKey[ts[0].key])-1].Other)
 		}
 	}
 	return nil
@@ -252,12 +345,14 @@ func shownArgs(args []string, t target) string {
 type wsRun struct {
 	p50, p99 time.Duration
 	rate     float64
+	// proxyCPU is the proxy's CPU µs per round trip.
+	proxyCPU float64
 }
 
-// websockets measures echo round trips through a, b and c: sequential on
-// one connection, and wsConns connections at once; rounds alternate.
+// websockets measures echo round trips through every http target:
+// sequential on one connection, and wsConns connections at once; rounds
+// alternate. The client is bench/out/bin/wsrtt pinned to the client CPU.
 func (b *bench) websockets(ctx context.Context) error {
-	ts := b.targets()
 	b.res.ws = map[string][]wsRun{}
 	b.res.loadWS = loadAvg()
 	modes := []struct {
@@ -268,33 +363,123 @@ func (b *bench) websockets(ctx context.Context) error {
 		{"seq", 1, b.cfg.wsMsgs, 200, 64},
 		{"conc", b.cfg.wsConns, max(b.cfg.wsMsgs/8, 50), 50, 64},
 	}
-	b.res.wsModes = fmt.Sprintf("sequential: 1 connection x %d round trips; concurrent: %d connections x %d round trips each; 64-byte binary messages",
+	b.res.wsModes = fmt.Sprintf("sequential: 1 connection x %d round trips; concurrent: %d connections x %d round trips each; 64-byte binary messages; plain ws",
 		modes[0].msgs, modes[1].conns, modes[1].msgs)
 	log.Printf("websockets: %s; %d rounds (load average %.2f)", b.res.wsModes, b.cfg.wsRounds, b.res.loadWS)
+	wsBin := filepath.Join(b.out, "bin", "wsrtt")
+	ts := b.targets(false)
 	for round := range b.cfg.wsRounds {
 		for i := range ts {
 			t := ts[(i+round)%len(ts)]
 			for _, m := range modes {
-				res, err := wsrtt.Run(ctx, wsrtt.Options{
-					URL: t.wsURL + appPath("bench", "ws"), Header: t.headers,
-					Conns: m.conns, Msgs: m.msgs, Warmup: m.warmup, Size: m.size,
-				})
+				args := []string{"-c", clientCPU, wsBin, "-json", "-url", t.wsURL + appPath("bench", "ws"),
+					"-c", strconv.Itoa(m.conns), "-n", strconv.Itoa(m.msgs), "-warmup", strconv.Itoa(m.warmup), "-size", strconv.Itoa(m.size)}
+				for k, vs := range t.headers {
+					for _, v := range vs {
+						args = append(args, "-H", k+": "+v)
+					}
+				}
+				pid := 0
+				if t.proc != nil {
+					pid = t.proc.pid()
+				}
+				before := readCPU([]int{pid})
+				cmd := exec.CommandContext(ctx, "taskset", args...)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				after := readCPU([]int{pid})
 				if err != nil {
-					return fmt.Errorf("%s: %w", t.label, err)
+					return fmt.Errorf("%s: wsrtt: %w: %s", t.label, err, stderr.String())
+				}
+				var res struct {
+					Samples int     `json:"samples"`
+					P50     int64   `json:"p50_us"`
+					P99     int64   `json:"p99_us"`
+					Rate    float64 `json:"msgs_per_s"`
+				}
+				if err := json.Unmarshal(out, &res); err != nil {
+					return fmt.Errorf("%s: wsrtt output %q: %w", t.label, out, err)
+				}
+				run := wsRun{p50: time.Duration(res.P50) * time.Microsecond, p99: time.Duration(res.P99) * time.Microsecond, rate: res.Rate}
+				if pid > 0 && res.Samples > 0 {
+					// Dials and warm-up are in the delta too: a small,
+					// equal overhead for every proxy.
+					run.proxyCPU = procSeconds(before, after, pid) / float64(res.Samples+m.warmup*m.conns) * 1e6
 				}
 				k := t.key + "/" + m.key
-				b.res.ws[k] = append(b.res.ws[k], wsRun{res.P50, res.P99, res.MsgsPerSec})
-				log.Printf("round %d %s %s: p50 %s p99 %s %.0f msgs/s", round+1, t.key, m.key, res.P50, res.P99, res.MsgsPerSec)
+				b.res.ws[k] = append(b.res.ws[k], run)
+				log.Printf("round %d %s %s: p50 %s p99 %s %.0f msgs/s, proxy CPU %.0fµs per round trip", round+1, t.key, m.key, run.p50, run.p99, run.rate, run.proxyCPU)
 				if round == 0 {
 					hdr := ""
 					for _, s := range t.shown {
 						hdr += " -H '" + s + "'"
 					}
-					b.res.commands = append(b.res.commands, fmt.Sprintf("bench/out/bin/wsrtt -url %s%s%s -c %d -n %d -warmup %d -size %d",
-						t.wsURL, appPath("bench", "ws"), hdr, m.conns, m.msgs, m.warmup, m.size))
+					b.res.commands = append(b.res.commands, fmt.Sprintf("taskset -c %s bench/out/bin/wsrtt -url %s%s%s -c %d -n %d -warmup %d -size %d",
+						clientCPU, t.wsURL, appPath("bench", "ws"), hdr, m.conns, m.msgs, m.warmup, m.size))
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// profile takes CPU and allocation profiles of plain Caddy and hubgate
+// from their admin endpoints (/debug/pprof/) while wrk runs the plain-http
+// 100 B workload at 64 connections against each in turn: cpu for
+// BENCH_PPROF_SECONDS, allocs before and after (pprof -base gives the
+// allocations of the run). Files: bench/out/pprof-<target>-{cpu,allocs0,allocs1}.pb.gz.
+func (b *bench) profile(ctx context.Context) error {
+	secs := b.cfg.pprofSeconds
+	for _, t := range b.targets(false) {
+		if t.key != "caddy" && t.key != "hubgate" {
+			continue
+		}
+		get := func(path, file string, timeout time.Duration) error {
+			c := &http.Client{Timeout: timeout}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.proc.admin+path, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
+			}
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", t.label, path, err)
+			}
+			return os.WriteFile(filepath.Join(b.out, "pprof-"+t.key+"-"+file+".pb.gz"), body, 0o644)
+		}
+		done := make(chan error, 1)
+		go func() {
+			time.Sleep(time.Second)
+			if err := get("/debug/pprof/allocs", "allocs0", 30*time.Second); err != nil {
+				done <- err
+				return
+			}
+			if err := get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), "cpu", time.Duration(secs+30)*time.Second); err != nil {
+				done <- err
+				return
+			}
+			done <- get("/debug/pprof/allocs", "allocs1", 30*time.Second)
+		}()
+		r, _, err := b.wrk(ctx, t.url+bodyPath(100), t.headers, envInt("BENCH_PPROF_CONNS", 64), time.Duration(secs+3)*time.Second, t.proc, "report.lua")
+		if perr := <-done; perr != nil {
+			return perr
+		}
+		if err != nil {
+			return err
+		}
+		// The profile covers secs of the run: about that share of its
+		// requests (to turn profile seconds into µs per request).
+		inProfile := float64(r.Requests) * float64(secs) / (float64(r.DurationUS) / 1e6)
+		line := fmt.Sprintf("%s: %.0f req/s, %.1f µs CPU per request, about %.0f requests in the %d s profile", t.label, r.RPS, r.perRequest(r.ProxyCPU), inProfile, secs)
+		log.Printf("profiled %s", line)
+		b.res.profiled = append(b.res.profiled, line)
+		_ = os.WriteFile(filepath.Join(b.out, "pprof-"+t.key+"-requests.txt"), []byte(fmt.Sprintf("%.0f\n", inProfile)), 0o644)
 	}
 	return nil
 }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+func (b *bench) reportCold(p func(string, ...any)) {
+	r := &b.res
+	if len(r.coldHub) == 0 || len(r.coldBare) == 0 {
+		return
+	}
+	var bare, create, start, answer []time.Duration
+	for _, t := range r.coldBare {
+		bare, create, start, answer = append(bare, t.total), append(create, t.create), append(start, t.start), append(answer, t.answer)
+	}
+	hub, bm := medianDur(r.coldHub), medianDur(bare)
+	p("## Cold start: a new user's first request to the app's first byte")
+	p("")
+	p("%d of each, alternating, after an untimed warm-up of each; every container removed after its run. Load average at the start: %.2f.", len(r.coldHub), r.loadCold)
+	p("")
+	server, image, _, _ := b.coldServer()
+	p("Image: `%s` (server %q).", image, server)
+	p("")
+	p("| | median | min | max |")
+	p("|---|---:|---:|---:|")
+	p("| hubgate: GET /user/<new user>/%s/%s (logged in, keep-alive connection) → first byte of the app's 200 | %s | %s | %s |", server, b.coldRest(), dms(hub), dms(percentileDur(r.coldHub, 0)), dms(percentileDur(r.coldHub, 100)))
+	if len(r.coldSpawn) > 0 {
+		p("| … of which hubgate's own spawn (audit log `spawn` duration: volume, create, start, wait until the app answers) | %s | %s | %s |", dms(medianDur(r.coldSpawn)), dms(percentileDur(r.coldSpawn, 0)), dms(percentileDur(r.coldSpawn, 100)))
+	}
+	p("| bare Docker API: create + start + first 200 of the same path (same image, env, mount, network; polled every 5 ms) | %s | %s | %s |", dms(bm), dms(percentileDur(bare, 0)), dms(percentileDur(bare, 100)))
+	p("| … create / start (+ inspect) / first answer | %s / %s / %s | | |", dms(medianDur(create)), dms(medianDur(start)), dms(medianDur(answer)))
+	p("| **hubgate − bare** (medians) | **%+.0f ms** | | |", float64(hub-bm)/float64(time.Millisecond))
+	p("")
+	p("Target: ≤ +50 ms — %s. hubgate answered %d times 503 \"starting\" and %d times otherwise before the 200s.", b.verdict(hub-bm <= 50*time.Millisecond), r.coldHubRetries, r.coldHubErrors)
+	p("")
+	var all []string
+	for i := range r.coldHub {
+		all = append(all, fmt.Sprintf("%s/%s", dms(r.coldHub[i]), dms(r.coldBare[i].total)))
+	}
+	p("Each pair (hubgate/bare): %s.", strings.Join(all, ", "))
+	p("")
+}
+
+func (b *bench) reportCrowd(p func(string, ...any)) {
+	c := b.res.crowd
+	if c == nil {
+		return
+	}
+	p("## %d new users whose first requests arrive together", c.users)
+	p("")
+	p("All logged in first; then every first request at the same moment, each user on their own connection, as an API client (a 503 \"starting\" with Retry-After is asked again after 100 ms). Load average at the start: %.2f.", b.res.loadCrowd)
+	p("")
+	p("| served | errors | 503 \"starting\" answers | time to served, median | last served | containers running after |")
+	p("|---:|---:|---:|---:|---:|---:|")
+	p("| %d / %d | %d | %d | %s | %s | %d |", c.served, c.users, c.errors, c.retries, dms(c.p50), dms(c.max), c.containers)
+	p("")
+	p("Target: all served, none errors — %s.", b.verdict(c.served == c.users && c.errors == 0))
+	for _, f := range c.failures {
+		p("- %s", f)
+	}
+	p("")
+}
+
+func (b *bench) reportScale(p func(string, ...any)) {
+	s := b.res.scale
+	if s == nil {
+		if !b.cfg.scale {
+			p("## Many running servers")
+			p("")
+			p("Not run by default (several minutes): `BENCH_SCALE=1 make bench` (BENCH_SCALE_N=%d servers, BENCH_SCALE_WS=%d websockets).", b.cfg.scaleN, b.cfg.scaleWS)
+			p("")
+		}
+		return
+	}
+	p("## %d running servers", s.n)
+	p("")
+	p("Load average at the start: %.2f.", b.res.loadScale)
+	if s.n < s.asked {
+		p("BENCH_SCALE_N=%d asked, **%d** run: sized by %s.", s.asked, s.n, s.sized)
+	}
+	p("")
+	p("| | |")
+	p("|---|---:|")
+	p("| resident memory of one running test app and its containerd shim (mean of the first %d; the engine's own share comes on top) | %.1f MB |", s.firstBatch, s.perContainerMB)
+	p("| first %d started through hubgate, 20 users at a time | %s |", s.firstBatch, dms(s.firstBatchTime))
+	p("| all %d started | %s (%d containers of the deployment running) |", s.n, s.startAll.Round(time.Second), s.running)
+	if s.restartAll > 0 {
+		p("| gateway restart (SIGTERM, a new process, the same storage) → health answers | %s |", dms(s.healthReady))
+		p("| gateway restart → all %d users answered 200 through it (32 at a time) | **%s** (%d non-200 answers on the way; %d spawns logged by the new process) |", s.n, dms(s.restartAll), s.restartErrs, s.spawnsAfter)
+	}
+	if s.heapN > 0 {
+		p("| hubgate live heap after GC: fresh process → all %d routes and sessions known | %.1f → %.1f MB: **%.1f KB per route** (with its session) |", s.n, s.heap0, s.heapN, (s.heapN-s.heap0)*1024/float64(s.n))
+		p("| hubgate RSS: fresh → all routes | %.1f → %.1f MB |", s.rss0, s.rssN)
+	}
+	if s.ws > 0 {
+		p("| %d idle websockets held open through hubgate: live heap / RSS | %.1f / %.1f MB: **%.1f KB heap, %.1f KB RSS per websocket** |", s.ws, s.heapWS, s.rssWS, (s.heapWS-s.heapN)*1024/float64(s.ws), (s.rssWS-s.rssN)*1024/float64(s.ws))
+		if s.plainHeapWS > 0 {
+			p("| the same %d idle websockets through plain Caddy (all to one app): heap %.1f → %.1f MB, RSS %.1f → %.1f MB | **%.1f KB heap, %.1f KB RSS per websocket** |", s.ws, s.plainHeap0, s.plainHeapWS, s.plainRSS0, s.plainRSSWS,
+				(s.plainHeapWS-s.plainHeap0)*1024/float64(s.ws), (s.plainRSSWS-s.plainRSS0)*1024/float64(s.ws))
+		}
+	}
+	if s.wsErr != "" {
+		p("| idle websockets | failed: %s |", s.wsErr)
+	}
+	p("")
+	if len(s.rps1) > 0 && len(s.rpsN) > 0 {
+		r1, rn := median(s.rps1), median(s.rpsN)
+		c1, cn := median(s.hubCPU1), median(s.hubCPUN)
+		p("| wrk -c64 through hubgate, plain http (same Lua script, pre-formatted requests) | req/s | p99 | hubgate CPU per request |")
+		p("|---|---:|---:|---:|")
+		p("| 1 user's server | %.0f | %s | %.0f µs |", r1, ms(median(s.p99s1)), c1)
+		p("| %d users' servers, round robin | %.0f | %s | %.0f µs |", s.n, rn, ms(median(s.p99N)), cn)
+		p("| ratio | %.3f | %.2f | **%.2f** |", rn/r1, median(s.p99N)/median(s.p99s1), cn/c1)
+		p("")
+		p("Target: hubgate's CPU per request spread over all servers within 10%% of one server's — %s. (req/s also falls because %d app processes share the server CPU instead of one.)", b.verdict(cn/c1 <= 1.10), s.n)
+		p("")
+	}
+}

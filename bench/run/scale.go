@@ -1,0 +1,469 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+)
+
+// scaleResult is the figures of many running servers (BENCH_SCALE=1).
+type scaleResult struct {
+	asked, n int
+	// sized says why n is below asked (memory or time), if it is.
+	sized string
+	// perContainerMB is the resident memory of one running test app and
+	// its containerd shim, measured on the first batch (the engine's own
+	// bookkeeping comes on top).
+	perContainerMB float64
+	firstBatch     int
+	firstBatchTime time.Duration
+	startAll       time.Duration
+	running        int
+	rps1, rpsN     []float64
+	p99s1, p99N    []float64
+	// hubCPU1 and hubCPUN are hubgate's CPU µs per request.
+	hubCPU1, hubCPUN []float64
+	// heap and RSS of hubgate (after a GC): right after its restart with
+	// no routes known yet, then with all n routes cached and the users'
+	// sessions opened; then with ws websockets held open.
+	heap0, heapN, heapWS float64
+	rss0, rssN, rssWS    float64
+	ws                   int
+	wsErr                string
+	// The same websockets through plain Caddy (to the bench user's app):
+	// its heap and RSS before and with them open.
+	plainHeap0, plainHeapWS, plainRSS0, plainRSSWS float64
+	restartAll                                     time.Duration
+	healthReady                                    time.Duration
+	restartErrs                                    int
+	spawnsAfter                                    int
+}
+
+// memAvailableMB reads MemAvailable from /proc/meminfo.
+func memAvailableMB() float64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// parentPid returns pid's parent (the containerd shim of a container's
+// first process), or 0.
+func parentPid(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// rssMB is a process's resident memory.
+func rssMB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// heapMB forces a GC in p (through pprof's heap endpoint with gc=1) and
+// returns its live heap (go_memstats_heap_inuse_bytes from the admin
+// endpoint's /metrics).
+func heapMB(ctx context.Context, p *caddyProc) (float64, error) {
+	c := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string) (string, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("%s: status %d", path, resp.StatusCode)
+		}
+		return string(body), err
+	}
+	if _, err := get("/debug/pprof/heap?gc=1"); err != nil {
+		return 0, err
+	}
+	m, err := get("/metrics")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(m, "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f / (1 << 20), nil
+		}
+	}
+	return 0, fmt.Errorf("no go_memstats_heap_inuse_bytes in %s's /metrics", p.label)
+}
+
+// loginAll logs the users in, 8 at a time.
+func (b *bench) loginAll(ctx context.Context, users []string) ([]*userSession, error) {
+	sessions := make([]*userSession, len(users))
+	idx := make([]int, len(users))
+	for i := range idx {
+		idx[i] = i
+	}
+	err := parallel(ctx, 8, idx, func(i int) error {
+		s, err := b.login(ctx, users[i])
+		sessions[i] = s
+		return err
+	})
+	return sessions, err
+}
+
+// scaleRun starts up to BENCH_SCALE_N users' servers through hubgate
+// (fewer when the machine's memory or the time budget would not hold
+// them: sized on a first batch), compares hubgate's CPU per request spread
+// over all of them with one, restarts hubgate and measures until every
+// one answers through it, measures its memory per route, and holds
+// BENCH_SCALE_WS idle websockets open for their memory.
+func (b *bench) scaleRun(ctx context.Context) error {
+	res := &scaleResult{asked: b.cfg.scaleN}
+	b.res.scale = res
+	b.res.loadScale = loadAvg()
+	log.Printf("scale: up to %d users' servers (load average %.2f, %.0f MB available)", res.asked, b.res.loadScale, memAvailableMB())
+	users := make([]string, res.asked)
+	for i := range users {
+		users[i] = scaleUser(i)
+	}
+	sessions, err := b.loginAll(ctx, users)
+	if err != nil {
+		return err
+	}
+	start := func(ss []*userSession) error {
+		return parallel(ctx, 20, ss, func(s *userSession) error {
+			_, err := b.untilServed(ctx, s, 10*time.Minute)
+			s.client.CloseIdleConnections()
+			return err
+		})
+	}
+	// First batch: what one more server costs in memory and time.
+	batch := min(20, res.asked)
+	t0 := time.Now()
+	if err := start(sessions[:batch]); err != nil {
+		return err
+	}
+	res.firstBatch, res.firstBatchTime = batch, time.Since(t0)
+	var total float64
+	for _, s := range sessions[:batch] {
+		a, err := findUserContainer(ctx, b.dk, b.name, s.user)
+		if err != nil {
+			return err
+		}
+		total += rssMB(a.Pid) + rssMB(parentPid(a.Pid))
+	}
+	res.perContainerMB = total / float64(batch)
+	n := res.asked
+	// Keep at least a third of today's available memory free for the
+	// others on this machine.
+	if fit := int(memAvailableMB() * 2 / 3 / res.perContainerMB); fit+batch < n {
+		n = fit + batch
+		res.sized = fmt.Sprintf("memory: %.1f MB per running server, %.0f MB available", res.perContainerMB, memAvailableMB())
+	}
+	budget := envDuration("BENCH_SCALE_BUDGET", 4*time.Minute)
+	if per := res.firstBatchTime / time.Duration(batch); per > 0 && time.Duration(n-batch)*per > budget {
+		n = batch + int(budget/per)
+		res.sized = fmt.Sprintf("time: %s per start at 20 at once on the first batch, BENCH_SCALE_BUDGET=%s", per.Round(time.Millisecond), budget)
+	}
+	res.n = n
+	sessions = sessions[:n]
+	log.Printf("scale: first %d started in %s, %.1f MB each; going to %d%s", batch, res.firstBatchTime.Round(time.Millisecond), res.perContainerMB, n,
+		map[bool]string{true: " (" + res.sized + ")", false: ""}[res.sized != ""])
+	if err := start(sessions[batch:]); err != nil {
+		return err
+	}
+	res.startAll = time.Since(t0)
+	cs, err := b.dk.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelDeployment+"="+b.name))})
+	if err != nil {
+		return err
+	}
+	res.running = len(cs)
+	log.Printf("scale: %d servers started in %s; %d containers running", n, res.startAll.Round(time.Second), res.running)
+	// Server side, as in the one-server runs: every app on the server CPU,
+	// so that hubgate's CPU per request is compared under the same
+	// neighbours.
+	if err := parallel(ctx, 8, cs, func(c container.Summary) error {
+		_, err := b.dk.ContainerUpdate(ctx, c.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: serverCPU}})
+		return err
+	}); err != nil {
+		return fmt.Errorf("pin the apps to CPU %s: %w", serverCPU, err)
+	}
+
+	if err := b.scaleSpread(ctx, sessions); err != nil {
+		return err
+	}
+	if err := b.scaleRestart(ctx, sessions); err != nil {
+		return err
+	}
+	if b.cfg.scaleWS > 0 {
+		if err := b.scaleWebsockets(ctx, sessions); err != nil {
+			res.wsErr = err.Error()
+			log.Printf("scale: websockets: %v", err)
+		}
+	}
+	return nil
+}
+
+// scaleSpread compares wrk spread over every user's server with wrk on
+// one (the same Lua script for both), over plain http.
+func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error {
+	res := b.res.scale
+	one := b.work + "/targets-1.txt"
+	all := b.work + "/targets-n.txt"
+	if err := os.WriteFile(one, []byte(appPath("bench", "whoami")+"\t"+b.main.cookie+"\n"), 0o644); err != nil {
+		return err
+	}
+	var lines strings.Builder
+	for _, s := range sessions {
+		lines.WriteString(appPath(s.user, "whoami") + "\t" + s.cookie + "\n")
+	}
+	if err := os.WriteFile(all, []byte(lines.String()), 0o644); err != nil {
+		return err
+	}
+	for round := range max(b.cfg.rounds, 2) {
+		for k := range 2 {
+			file, rps, p99, cpu := one, &res.rps1, &res.p99s1, &res.hubCPU1
+			if (k+round)%2 == 1 {
+				file, rps, p99, cpu = all, &res.rpsN, &res.p99N, &res.hubCPUN
+			}
+			d := max(b.cfg.duration, 3*time.Second)
+			var prof chan error
+			name := map[bool]string{true: "1", false: "n"}[file == one]
+			if b.cfg.pprof && round == 0 {
+				// A CPU profile of hubgate under each spread (BENCH_PPROF=1):
+				// bench/out/pprof-scale-{1,n}-cpu.pb.gz.
+				d = time.Duration(b.cfg.pprofSeconds+3) * time.Second
+				prof = b.cpuProfile(ctx, b.hub, b.cfg.pprofSeconds, "pprof-scale-"+name+"-cpu.pb.gz")
+			}
+			r, args, err := b.wrk(ctx, b.hub.httpURL(""), nil, 64, d, b.hub, "rotate.lua", file)
+			if prof != nil {
+				if perr := <-prof; perr != nil {
+					log.Printf("scale profile: %v", perr)
+				}
+				inProfile := float64(r.Requests) * float64(b.cfg.pprofSeconds) / (float64(r.DurationUS) / 1e6)
+				_ = os.WriteFile(filepath.Join(b.out, "pprof-scale-"+name+"-requests.txt"), []byte(fmt.Sprintf("%.0f\n", inProfile)), 0o644)
+			}
+			if err != nil {
+				return err
+			}
+			if r.errors() > 0 {
+				return fmt.Errorf("wrk over %s: %d errors", file, r.errors())
+			}
+			*rps, *p99, *cpu = append(*rps, r.RPS), append(*p99, r.P99), append(*cpu, r.perRequest(r.ProxyCPU))
+			if round == 0 && k == 0 {
+				b.res.commands = append(b.res.commands, "taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})+"   # file: one 'path<TAB>cookie' line per user")
+			}
+			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms, hubgate CPU %.0fµs per request", round+1, file[strings.LastIndex(file, "/")+1:], r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
+		}
+	}
+	return nil
+}
+
+// cpuProfile takes a CPU profile of p for secs from its admin endpoint,
+// starting a second from now, into bench/out/file.
+func (b *bench) cpuProfile(ctx context.Context, p *caddyProc, secs int, file string) chan error {
+	done := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		c := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, secs), nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(b.out, file), body, 0o644)
+		}
+		done <- err
+	}()
+	return done
+}
+
+// scaleRestart restarts hubgate and measures from the new process's
+// start until every user's server answers through it; then its memory
+// with every route known.
+func (b *bench) scaleRestart(ctx context.Context, sessions []*userSession) error {
+	res := b.res.scale
+	b.hub.stop()
+	if err := b.startHubProcNoWait(); err != nil {
+		return err
+	}
+	start := b.hub.started
+	if err := b.hub.waitURL(ctx, b.hub.httpURL("/hub/health"), time.Minute); err != nil {
+		return err
+	}
+	res.healthReady = time.Since(start)
+	// The baseline: the new process before any user request (its route
+	// listing may be on its way; the heap then holds little of it).
+	if h, err := heapMB(ctx, b.hub); err == nil {
+		res.heap0, res.rss0 = h, rssMB(b.hub.pid())
+	}
+	var mu sync.Mutex
+	var last time.Duration
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32, Proxy: nil}}
+	defer client.CloseIdleConnections()
+	err := parallel(ctx, 32, sessions, func(s *userSession) error {
+		hdr := http.Header{"Accept": {"application/json"}, "Cookie": {s.cookie}}
+		for {
+			st, _, _, err := fetch(ctx, client, http.MethodGet, b.hub.httpURL(appPath(s.user, "whoami")), hdr, nil)
+			if err == nil && st == http.StatusOK {
+				mu.Lock()
+				last = max(last, time.Since(start))
+				mu.Unlock()
+				return nil
+			}
+			if err == nil {
+				mu.Lock()
+				res.restartErrs++
+				mu.Unlock()
+			}
+			if time.Since(start) > 2*time.Minute {
+				return fmt.Errorf("%s not served 2 minutes after the restart (status %d, %v)", s.user, st, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	res.restartAll = last
+	res.spawnsAfter = b.countLog(`"msg":"spawn"`)
+	client.CloseIdleConnections()
+	if h, err := heapMB(ctx, b.hub); err == nil {
+		res.heapN, res.rssN = h, rssMB(b.hub.pid())
+	}
+	log.Printf("scale: restart to all %d served: %s (health after %s; %d non-200 on the way; %d spawns after restart); heap %.1f → %.1f MB",
+		len(sessions), res.restartAll.Round(time.Millisecond), res.healthReady.Round(time.Millisecond), res.restartErrs, res.spawnsAfter, res.heap0, res.heapN)
+	return nil
+}
+
+// scaleWebsockets opens BENCH_SCALE_WS websockets through hubgate, spread
+// over the users' servers, checks one echo on each, holds them idle and
+// measures hubgate's memory; then closes them and does the same through
+// plain Caddy (all to the bench user's app) for comparison.
+func (b *bench) scaleWebsockets(ctx context.Context, sessions []*userSession) error {
+	res := b.res.scale
+	n := b.cfg.scaleWS
+	urls := make([]string, n)
+	hdrs := make([]http.Header, n)
+	for i := range n {
+		s := sessions[i%len(sessions)]
+		urls[i] = strings.Replace(b.hub.httpURL(appPath(s.user, "ws")), "http:", "ws:", 1)
+		hdrs[i] = http.Header{"Cookie": {s.cookie}}
+	}
+	closeAll, err := holdWebsockets(ctx, urls, hdrs)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	time.Sleep(time.Second)
+	h, err := heapMB(ctx, b.hub)
+	closeAll()
+	if err != nil {
+		return err
+	}
+	res.ws, res.heapWS, res.rssWS = n, h, rssMB(b.hub.pid())
+	log.Printf("scale: %d idle websockets open through hubgate: heap %.1f MB, RSS %.1f MB (before: %.1f, %.1f)", n, res.heapWS, res.rssWS, res.heapN, res.rssN)
+
+	if res.plainHeap0, err = heapMB(ctx, b.plain); err != nil {
+		return err
+	}
+	res.plainRSS0 = rssMB(b.plain.pid())
+	for i := range urls {
+		urls[i] = strings.Replace(b.plain.httpURL(appPath("bench", "ws")), "http:", "ws:", 1)
+		hdrs[i] = nil
+	}
+	closeAll, err = holdWebsockets(ctx, urls, hdrs)
+	defer closeAll()
+	if err != nil {
+		return fmt.Errorf("through plain Caddy: %w", err)
+	}
+	time.Sleep(time.Second)
+	if res.plainHeapWS, err = heapMB(ctx, b.plain); err != nil {
+		return err
+	}
+	res.plainRSSWS = rssMB(b.plain.pid())
+	log.Printf("scale: %d idle websockets open through plain Caddy: heap %.1f → %.1f MB, RSS %.1f → %.1f MB", n, res.plainHeap0, res.plainHeapWS, res.plainRSS0, res.plainRSSWS)
+	return nil
+}
+
+// holdWebsockets dials every url (16 at a time), checks one echo on each
+// and leaves them open; the returned func closes them all.
+func holdWebsockets(ctx context.Context, urls []string, hdrs []http.Header) (func(), error) {
+	n := len(urls)
+	conns := make([]*websocket.Conn, n)
+	closeAll := func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.CloseNow()
+			}
+		}
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	err := parallel(ctx, 16, idx, func(i int) error {
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(dctx, urls[i], &websocket.DialOptions{HTTPClient: client, HTTPHeader: hdrs[i]})
+		if err != nil {
+			return fmt.Errorf("websocket %d (%s): %w", i, urls[i], err)
+		}
+		conns[i] = c
+		if err := c.Write(dctx, websocket.MessageText, []byte("hi")); err != nil {
+			return err
+		}
+		_, msg, err := c.Read(dctx)
+		if err != nil || string(msg) != "hi" {
+			return fmt.Errorf("websocket %d echo: %q, %v", i, msg, err)
+		}
+		return nil
+	})
+	return closeAll, err
+}
