@@ -109,7 +109,7 @@ func (n *Node) startKubelet() error {
 		return err
 	}
 	conf := filepath.Join(kdir, "config.yaml")
-	if err := writeFile(conf, []byte(kubeletConfig(port, healthz, n.cgroupRoot, n.sock, filepath.Join(kdir, "pod-logs")))); err != nil {
+	if err := writeFile(conf, []byte(kubeletConfig(port, healthz, n.cgroupRoot, n.sock, filepath.Join(kdir, "pod-logs"), filepath.Join(kdir, "volume-plugins")))); err != nil {
 		return err
 	}
 	p, err := startProcess("kubelet", n.logDir, n.cfg.Binaries.Kubelet,

@@ -43,7 +43,10 @@ func writeKubeconfig(path string, cfg *rest.Config) error {
 
 // containerdConfig is containerd 1.6's config (version 2): everything under
 // dir, CRI on with cgroupfs, overlayfs and the given sandbox image and CNI
-// directories.
+// directories. restrict_oom_score_adj keeps containers' oom_score_adj at or
+// above containerd's own: without CAP_SYS_RESOURCE (missing on the build
+// machine) runc fails to lower it ("failed to update
+// /proc/self/oom_score_adj: Permission denied").
 func containerdConfig(dir, sandboxImage, cniBin, cniConf string) string {
 	return fmt.Sprintf(`version = 2
 root = %[1]q
@@ -71,7 +74,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_port = "0"
   enable_selinux = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -122,7 +125,7 @@ func cniConflist(network, bridge, subnet, ipamDir string) ([]byte, error) {
 // systemd: cgroupfs under its own cgroup root, anonymous read on loopback
 // only, no image garbage collection (imported images cannot be pulled
 // again) and eviction only when the machine is nearly full.
-func kubeletConfig(port, healthzPort int, cgroupRoot, runtimeSock, podLogsDir string) string {
+func kubeletConfig(port, healthzPort int, cgroupRoot, runtimeSock, podLogsDir, volumePluginDir string) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: 127.0.0.1
@@ -135,8 +138,10 @@ cgroupRoot: %s
 cgroupsPerQOS: true
 failSwapOn: false
 failCgroupV1: false
+oomScoreAdj: 0
 containerRuntimeEndpoint: unix://%s
 podLogsDir: %s
+volumePluginDir: %s
 authentication:
   anonymous:
     enabled: true
@@ -155,7 +160,7 @@ serializeImagePulls: false
 nodeStatusUpdateFrequency: 4s
 syncFrequency: 10s
 resolvConf: /etc/resolv.conf
-`, port, healthzPort, cgroupRoot, runtimeSock, podLogsDir)
+`, port, healthzPort, cgroupRoot, runtimeSock, podLogsDir, volumePluginDir)
 }
 
 // writeFile writes b at path, creating its directory.

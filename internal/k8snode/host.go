@@ -47,7 +47,12 @@ func freePort() (int, error) {
 }
 
 // cgroupV1Mounts returns the mount points of the cgroup v1 hierarchies.
-func cgroupV1Mounts() ([]string, error) {
+func cgroupV1Mounts() ([]string, error) { return cgroupMounts(false) }
+
+// cgroupMounts returns the mount points of the cgroup v1 hierarchies and,
+// with v2, also of the cgroup2 ones (hybrid hosts mount one at
+// /sys/fs/cgroup/unified, where the runtime creates cgroups too).
+func cgroupMounts(v2 bool) ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
@@ -59,7 +64,7 @@ func cgroupV1Mounts() ([]string, error) {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
 		fields := strings.Fields(s.Text())
 		for i, fld := range fields {
-			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup" {
+			if fld == "-" && i+1 < len(fields) && (fields[i+1] == "cgroup" || v2 && fields[i+1] == "cgroup2") {
 				out = append(out, unescapeMount(fields[4]))
 			}
 		}
@@ -93,10 +98,9 @@ func makeCgroupRoot(root string) error {
 }
 
 // removeCgroupRoot removes root and every cgroup below it (deepest first)
-// in every v1 hierarchy; a cgroup that still has tasks stays and is
-// reported.
+// in every hierarchy; a cgroup that still has tasks stays and is reported.
 func removeCgroupRoot(root string) error {
-	mounts, err := cgroupV1Mounts()
+	mounts, err := cgroupMounts(true)
 	if err != nil {
 		return err
 	}
