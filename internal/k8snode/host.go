@@ -199,3 +199,28 @@ func killShims(address string) int {
 	}
 	return n
 }
+
+// removeLogLinks removes the kubelet's links in /var/log/containers (a
+// fixed directory) that point below dir.
+func removeLogLinks(dir string) error {
+	const linkDir = "/var/log/containers"
+	entries, err := os.ReadDir(linkDir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("read %s: %w", linkDir, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		p := filepath.Join(linkDir, e.Name())
+		target, err := os.Readlink(p)
+		if err != nil || !strings.HasPrefix(target, dir+"/") {
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			errs = append(errs, fmt.Errorf("remove log link %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}

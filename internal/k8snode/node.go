@@ -198,6 +198,9 @@ func (n *Node) stop() error {
 	if n.sock != "" {
 		killShims(n.sock)
 	}
+	if err := removeLogLinks(n.dir); err != nil {
+		errs = append(errs, err)
+	}
 	if err := unmountUnder(n.dir); err != nil {
 		errs = append(errs, err)
 	}
