@@ -53,6 +53,11 @@ type Config struct {
 	// ExternalControllerManager, when true, starts no
 	// kube-controller-manager.
 	ExternalControllerManager bool
+	// HostPathClass, when set, names a StorageClass Start creates and
+	// provisions: each PVC of that class without a volume gets a Retain
+	// hostPath PV on a new directory (mode 0777) under WorkDir, bound to it
+	// (like a dynamic provisioner; Stop deletes the class and those PVs).
+	HostPathClass string
 	// Binaries overrides where the executables are; empty fields are found
 	// in the tool caches and on PATH.
 	Binaries Binaries
@@ -71,6 +76,9 @@ type Node struct {
 	client     kubernetes.Interface
 
 	containerd, kubelet, scheduler, controllerManager *process
+
+	stopProvisioner context.CancelFunc
+	provisionLog    *os.File
 
 	stopOnce sync.Once
 	stopErr  error
@@ -166,6 +174,16 @@ func (n *Node) start(ctx context.Context) error {
 	if err := n.startControlPlane(); err != nil {
 		return err
 	}
+	if n.cfg.HostPathClass != "" {
+		f, err := os.OpenFile(filepath.Join(n.logDir, "provisioner.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("open provisioner log: %w", err)
+		}
+		n.provisionLog = f
+		if err := n.startProvisioner(ctx, n.cfg.HostPathClass); err != nil {
+			return err
+		}
+	}
 	return n.waitReady(ctx)
 }
 
@@ -181,6 +199,15 @@ func (n *Node) Stop() error {
 // stop does Stop's work once.
 func (n *Node) stop() error {
 	var errs []error
+	if n.stopProvisioner != nil {
+		n.stopProvisioner()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := n.deleteProvisioned(ctx, n.cfg.HostPathClass); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+		n.provisionLog.Close()
+	}
 	n.scheduler.stop(5 * time.Second)
 	n.controllerManager.stop(5 * time.Second)
 	n.kubelet.stop(10 * time.Second)

@@ -46,7 +46,7 @@ func TestNodeRunsAndServesPods(t *testing.T) {
 	defer cancel()
 
 	began := time.Now()
-	node, err := Start(ctx, Config{REST: cfg, WorkDir: work, Images: []string{"hubgate/testapp:latest"}})
+	node, err := Start(ctx, Config{REST: cfg, WorkDir: work, Images: []string{"hubgate/testapp:latest"}, HostPathClass: "k8snode-dynamic"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestNodeRunsAndServesPods(t *testing.T) {
 	}
 
 	token := randomHex(16)
-	first := runPod(ctx, t, cs, node, ns, token)
+	first := runPod(ctx, t, cs, node, ns, token, "ws-alice", "home-alice", false)
 	base := "http://" + first.Status.PodIP + ":8888/"
 	var who struct {
 		Hostname string `json:"hostname"`
@@ -132,7 +132,7 @@ func TestNodeRunsAndServesPods(t *testing.T) {
 		t.Fatalf("the deleted pod still answers on %s", base)
 	}
 
-	second := runPod(ctx, t, cs, node, ns, token)
+	second := runPod(ctx, t, cs, node, ns, token, "ws-alice", "home-alice", false)
 	if second.UID == first.UID {
 		t.Fatal("the re-created pod has the old pod's UID")
 	}
@@ -140,7 +140,28 @@ func TestNodeRunsAndServesPods(t *testing.T) {
 	if got != "written in the first pod" {
 		t.Fatalf("file after re-creating the pod = %q", got)
 	}
+	logRSS(t, node)
 	deletePod(ctx, t, cs, node, ns, second)
+
+	// A claim of the node's HostPathClass is provisioned and bound without
+	// a hand-made PV, and a non-root pod (as hubgate runs them) can write.
+	sc = "k8snode-dynamic"
+	bob := pvc.DeepCopy()
+	bob.ObjectMeta = metav1.ObjectMeta{Name: "home-bob", Namespace: ns}
+	bob.Spec.StorageClassName = &sc
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, bob, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	third := runPod(ctx, t, cs, node, ns, token, "ws-bob", "home-bob", true)
+	put(ctx, t, "http://"+third.Status.PodIP+":8888/files/bob.txt", token, "bob's file")
+	bound, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "home-bob", metav1.GetOptions{})
+	if err != nil || bound.Status.Phase != corev1.ClaimBound {
+		t.Fatalf("home-bob not Bound: %v %v", bound.Status.Phase, err)
+	}
+	deletePod(ctx, t, cs, node, ns, third)
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "home-bob", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the claim went with its pod: %v", err)
+	}
 
 	// Stop must leave no bridge, cgroup, mount or shim behind.
 	bridge, cgroupRoot, sock := node.bridge, node.cgroupRoot, node.sock
@@ -162,12 +183,14 @@ func TestNodeRunsAndServesPods(t *testing.T) {
 	}
 }
 
-// runPod creates pod ws-alice (hubgate/testapp with home-alice mounted at
-// its home) and waits for it to be Running and Ready with a pod IP.
-func runPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, node *Node, ns, token string) *corev1.Pod {
+// runPod creates pod name (hubgate/testapp with claim mounted at its home,
+// as uid 1000 when nonRoot) and waits for it to be Running and Ready with a
+// pod IP.
+func runPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, node *Node, ns, token, name, claim string, nonRoot bool) *corev1.Pod {
 	t.Helper()
+	user := strings.TrimPrefix(name, "ws-")
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "ws-alice", Namespace: ns, Labels: map[string]string{"app": "k8snode-test"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "k8snode-test"}},
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{
 				Name:            "app",
@@ -176,25 +199,29 @@ func runPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, node *No
 				Env: []corev1.EnvVar{
 					{Name: "HUBGATE_TOKEN", Value: token},
 					{Name: "HUBGATE_BASE_URL", Value: "/"},
-					{Name: "HUBGATE_USER", Value: "alice"},
+					{Name: "HUBGATE_USER", Value: user},
 				},
 				Ports:          []corev1.ContainerPort{{ContainerPort: 8888}},
 				VolumeMounts:   []corev1.VolumeMount{{Name: "home", MountPath: "/home/hubgate"}},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8888)}}, PeriodSeconds: 1},
 			}},
 			Volumes: []corev1.Volume{{Name: "home", VolumeSource: corev1.VolumeSource{
-				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "home-alice"},
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
 			}}},
 			TerminationGracePeriodSeconds: new(int64(5)),
 		},
+	}
+	if nonRoot {
+		pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: new(int64(1000)), RunAsGroup: new(int64(1000)), RunAsNonRoot: new(true)}
+		pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: new(false)}
 	}
 	began := time.Now()
 	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var got *corev1.Pod
-	err := poll(ctx, 2*time.Minute, "pod ws-alice Ready", nil, func(ctx context.Context) error {
-		p, err := cs.CoreV1().Pods(ns).Get(ctx, "ws-alice", metav1.GetOptions{})
+	err := poll(ctx, 2*time.Minute, "pod "+name+" Ready", nil, func(ctx context.Context) error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -280,4 +307,22 @@ func do(ctx context.Context, t *testing.T, method, url, token, body string, want
 		t.Fatalf("%s %s: %s %s", method, url, resp.Status, b)
 	}
 	return string(b)
+}
+
+// logRSS logs the resident memory of the node's daemons.
+func logRSS(t *testing.T, node *Node) {
+	t.Helper()
+	var parts []string
+	for _, p := range []*process{node.containerd, node.kubelet, node.controllerManager, node.scheduler} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				parts = append(parts, p.name+" "+strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")))
+			}
+		}
+	}
+	t.Logf("RSS with one pod running: %s", strings.Join(parts, ", "))
 }
