@@ -62,7 +62,7 @@ func FindBinary(name string) (string, error) {
 	}
 	for _, d := range dirs {
 		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+		if executable(p) == nil {
 			return p, nil
 		}
 	}
@@ -92,6 +92,9 @@ func (b *Binaries) resolve() error {
 		name string
 	}{{&b.Kubelet, "kubelet"}, {&b.ControllerManager, "kube-controller-manager"}, {&b.Scheduler, "kube-scheduler"}} {
 		if *f.p != "" {
+			if err := executable(*f.p); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w: %s", f.name, err, buildHints[f.name]))
+			}
 			continue
 		}
 		p, err := FindBinary(f.name)
@@ -106,6 +109,9 @@ func (b *Binaries) resolve() error {
 		name string
 	}{{&b.Containerd, "containerd"}, {&b.Ctr, "ctr"}, {&b.Runc, "runc"}} {
 		if *f.p != "" {
+			if err := executable(*f.p); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w: %s", f.name, err, aptHint))
+			}
 			continue
 		}
 		p, err := exec.LookPath(f.name)
@@ -124,4 +130,16 @@ func (b *Binaries) resolve() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// executable returns an error unless path is an executable regular file.
+func executable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", path)
+	}
+	return nil
 }
