@@ -74,6 +74,18 @@ image-hubgate: $(XCADDY) $(GO_SOURCES)
 k8s-tools:
 	tools/k8s/build.sh
 
+## k8s-node-tools: what the real test node needs (Debian's containerd, runc
+## and CNI plugins; kubelet and kube-controller-manager built into
+## $$HOME/.cache/hubgate/k8s-node/, ~10 min cold on an idle machine, 1 s
+## warm; the pause and test images)
+.PHONY: k8s-node-tools
+k8s-node-tools: k8s-tools
+	@dpkg -s containerd runc containernetworking-plugins >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc containernetworking-plugins >/dev/null; }
+	tools/k8s/build-node.sh
+	images/pause/build.sh hubgate/pause:latest
+	images/testapp/build.sh hubgate/testapp:latest
+
 ## run: build, build the images the example policy uses, serve
 ## https://localhost:8443 with a local account. The Jupyter notebook
 ## (example-notebook.yaml) is offered when hubgate/jupyter-debian is built
@@ -126,7 +138,7 @@ lint:
 ## test: everything, against the real Docker engine, Caddy and Chromium
 ## (packages one at a time: their containers and networks would otherwise
 ## disturb each other's browser tests)
-test: test-deps build images lint k8s-tools fuzz-short
+test: test-deps build images lint k8s-tools k8s-node-tools fuzz-short
 	HUBGATE_CADDY=$(CADDY) $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 ## unit: the tests that need neither Docker nor a browser
@@ -155,15 +167,27 @@ fuzz-short:
 screenshots: test-deps build images
 	HUBGATE_SCREENSHOTS=$(CURDIR)/docs/screenshots HUBGATE_CADDY=$(CADDY) $(GO) test -count=1 -run '^TestPagesInTheBrowser$$' ./e2e/
 
-## bench: hubgate vs plain Caddy vs direct on loopback (wrk, websockets, cold
-## start, 50 users at once); writes bench/results.md. BENCH_SCALE=1 adds the
-## 200-container figures; see bench/run/main.go for the other BENCH_* knobs.
-bench: build image-testapp
-	@command -v wrk >/dev/null || { \
-		if [ "$$(id -u)" != 0 ]; then echo "wrk is missing; run as root or install Debian's wrk" >&2; exit 1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+## bench: hubgate beside direct, plain Caddy reverse_proxy,
+## configurable-http-proxy and oauth2-proxy on loopback (http and https,
+## 100 B and 64 KiB, 1 and 64 connections, websockets), cold start with
+## the Debian Jupyter image, 200 users at once; writes bench/results.md
+## (~6-8 min), then the Kubernetes scale figures (bench-k8s).
+## BENCH_SCALE=1 adds up to 1,000 running servers; bench/run/main.go lists
+## the BENCH_* knobs.
+OAUTH2_PROXY_VERSION := v7.15.6
+OAUTH2_PROXY := $(HOME)/.cache/hubgate/oauth2-proxy-$(OAUTH2_PROXY_VERSION)/oauth2-proxy
+
+$(OAUTH2_PROXY):
+	GOBIN=$(dir $@) $(GO) install github.com/oauth2-proxy/oauth2-proxy/v7@$(OAUTH2_PROXY_VERSION)
+
+bench: build image-testapp $(OAUTH2_PROXY)
+	@for p in wrk:wrk configurable-http-proxy:node-configurable-http-proxy taskset:util-linux; do \
+		command -v $${p%%:*} >/dev/null && continue; \
+		if [ "$$(id -u)" != 0 ]; then echo "$${p%%:*} is missing; run as root or install Debian's $${p#*:}" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $${p#*:} >/dev/null; done
+	-images/jupyter-debian/build.sh hubgate/jupyter-debian:latest
 	$(GO) build -o bench/out/bin/ ./bench/run ./bench/wsrtt
-	bench/out/bin/run
+	BENCH_OAUTH2_PROXY=$(OAUTH2_PROXY) bench/out/bin/run
 	@$(MAKE) --no-print-directory bench-k8s
 
 ## bench-k8s: 1,000 pods through the Kubernetes backend on a kwok node (time
