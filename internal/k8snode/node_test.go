@@ -68,8 +68,14 @@ func TestNodeRunsAndServesPods(t *testing.T) {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	hostDir := filepath.Join(t.TempDir(), "pv")
-	if err := os.MkdirAll(hostDir, 0o777); err != nil {
+	// Writable by the test app's uid 1000, on a path it can traverse
+	// (t.TempDir's folders are 0700; MkdirTemp's mode is cut by the umask).
+	hostDir, err := os.MkdirTemp("", "hubgate-pv-")
+	if err == nil {
+		t.Cleanup(func() { _ = os.RemoveAll(hostDir) })
+		err = os.Chmod(hostDir, 0o777)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	pv := &corev1.PersistentVolume{

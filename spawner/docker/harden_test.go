@@ -26,7 +26,7 @@ func TestHardenedHostConfig(t *testing.T) {
 
 	plain, tok := h.spec("ivan")
 	plain.Limits = spawner.Limits{MemoryBytes: 256 << 20, Pids: 1024}
-	plain.Env["HOME"] = "/" // files/NAME writes to the root filesystem
+	plain.Env["HOME"] = "/scratch" // files/NAME writes to the root filesystem (a folder uid 1000 owns)
 	inst, err := h.s.Ensure(ctx, plain)
 	if err != nil {
 		t.Fatal(err)
@@ -50,13 +50,13 @@ func TestHardenedHostConfig(t *testing.T) {
 		t.Errorf("ReadonlyRootfs %v Tmpfs %v without read_only", hc.ReadonlyRootfs, hc.Tmpfs)
 	}
 	if code, body := mustRequest(t, http.MethodPut, inst, "files/probe", tok, "x"); code/100 != 2 {
-		t.Errorf("writing / of a writable container: %d %s", code, body)
+		t.Errorf("writing the root filesystem of a writable container: %d %s", code, body)
 	}
 
 	ro, tok := h.spec("judith")
 	ro.ReadOnlyRootFS = true
 	ro.CapAdd = []string{"NET_BIND_SERVICE"}
-	ro.Env["HOME"] = "/"
+	ro.Env["HOME"] = "/scratch"
 	inst, err = h.s.Ensure(ctx, ro)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestHardenedHostConfig(t *testing.T) {
 	}
 	if code, body := mustRequest(t, http.MethodPut, inst, "files/probe", tok, "x"); code/100 == 2 ||
 		!strings.Contains(body, "read-only file system") {
-		t.Errorf("writing / of a read-only container: %d %s; want a read-only file system error", code, body)
+		t.Errorf("writing the root filesystem of a read-only container: %d %s; want a read-only file system error", code, body)
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 func TestEnsureShapes(t *testing.T) {
 	ns := cp.Namespace(t)
 	s := newSpawner(t, ns, nil, func(c *Config) { c.StorageClass = "fast"; c.VolumeSize = "3Gi" })
-	sp := spec("Alice.Smith@example.org", "lab")
+	sp := spec("alice.smith@example.org", "lab")
 	sp.Env = map[string]string{"HUBGATE_TOKEN": "hubgate-secret-4d2f", "GITHUB_TOKEN": "ghp_secret9c1e", "LANG": "C.UTF-8"}
 	sp.Limits = spawner.Limits{MemoryBytes: 1 << 30, NanoCPUs: 1_500_000_000, Pids: 256}
 	sp.PullPolicy = spawner.PullNever
