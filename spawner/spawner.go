@@ -267,7 +267,11 @@ type Instance struct {
 	// Running reports whether the container is running.
 	Running bool
 	// Status is the engine's state word: "running", "exited", "created"...
+	// (on a cluster, a pending pod's reason: "pending: Unschedulable: ...").
 	Status string
+	// Node is the host the server runs on where the engine has several
+	// (a Kubernetes node); empty on Docker.
+	Node string
 	// Meta is what Spec.Meta stored.
 	Meta map[string]string
 }

@@ -11,6 +11,7 @@ type ServerInfo struct {
 	Server       string    `json:"server"`
 	Image        string    `json:"image"`
 	Status       string    `json:"status"`
+	Node         string    `json:"node,omitempty"`
 	Running      bool      `json:"running"`
 	Created      time.Time `json:"created"`
 	LastActivity time.Time `json:"last_activity,omitzero"`

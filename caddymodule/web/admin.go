@@ -66,7 +66,7 @@ func (s *Site) listServers(ctx context.Context) ([]pages.ServerInfo, error) {
 	out := make([]pages.ServerInfo, 0, len(listed))
 	for _, l := range listed {
 		si := pages.ServerInfo{
-			User: l.User, Server: l.Server, Image: l.Image, Status: l.Status,
+			User: l.User, Server: l.Server, Image: l.Image, Status: l.Status, Node: l.Node,
 			Running: l.Running, Created: l.Created, LastActivity: l.LastActivity,
 		}
 		si.MemoryLimit, _ = strconv.ParseInt(l.Meta[hub.MetaMemory], 10, 64)

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"crypto/tls"
+	"net/http"
 	"net/url"
 	"path"
 	"strings"
@@ -28,8 +30,7 @@ func FuzzUserPath(f *testing.F) {
 		if err != nil || !strings.HasPrefix(raw, "/") {
 			return
 		}
-		r := request("GET", u.RequestURI(), "")
-		r.URL = u
+		r := &http.Request{Method: http.MethodGet, URL: u, Host: "hub.test", Header: http.Header{}, TLS: &tls.ConnectionState{}}
 		d := Authorize(pol, alice, r, "https://hub.test")
 		if !d.Allow {
 			return

@@ -22,6 +22,7 @@ func fromPod(p *corev1.Pod) spawner.Instance {
 		Nonce:   p.Annotations[AnnotationNonce],
 		Created: p.CreationTimestamp.UTC(),
 		Status:  podStatus(p),
+		Node:    p.Spec.NodeName,
 	}
 	for k, v := range p.Annotations {
 		if key, ok := strings.CutPrefix(k, AnnotationMetaPrefix); ok {
