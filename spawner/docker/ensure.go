@@ -58,7 +58,7 @@ func (s *Spawner) ensure(ctx context.Context, spec spawner.Spec) (spawner.Instan
 
 	for round := 0; round < maxEnsureRounds; round++ {
 		if round > 0 {
-			if err := sleep(ctx, backoff(round)); err != nil {
+			if err := spawner.Sleep(ctx, spawner.Backoff(round), "the container to settle"); err != nil {
 				return spawner.Instance{}, err
 			}
 		}
@@ -272,23 +272,4 @@ func (s *Spawner) containerConfig(spec spawner.Spec, vol string) (*container.Con
 		EndpointsConfig: map[string]*network.EndpointSettings{s.networkRef(): {}},
 	}
 	return cfg, hostCfg, netCfg
-}
-
-// backoff is the pause before Ensure's round n (n >= 1): 25ms, 50ms, ...,
-// capped at 400ms.
-func backoff(n int) time.Duration {
-	d := time.Duration(n) * 25 * time.Millisecond
-	return min(d, 400*time.Millisecond)
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for the container to settle: %w", ctx.Err())
-	}
 }

@@ -14,12 +14,6 @@ import (
 	"github.com/hubgate/hubgate/spawner"
 )
 
-// DefaultLogLines is how many lines Logs returns when asked for lines <= 0.
-const DefaultLogLines = 100
-
-// maxLogBytes bounds what Logs reads from the engine.
-const maxLogBytes = 1 << 20
-
 // Logs returns the last lines of the server's stdout and stderr,
 // interleaved as the engine stored them (at most 1 MiB). It works for
 // stopped containers too (until Stop or the next Ensure removes them), which
@@ -30,7 +24,7 @@ func (s *Spawner) Logs(ctx context.Context, user, server string, lines int) (str
 		return "", fmt.Errorf("logs of server %s/%s: %w", user, server, err)
 	}
 	if lines <= 0 {
-		lines = DefaultLogLines
+		lines = spawner.DefaultLogLines
 	}
 	name := s.containerName(user, server)
 	lctx, cancel := s.apiCtx(ctx)
@@ -49,7 +43,7 @@ func (s *Spawner) Logs(ctx context.Context, user, server string, lines int) (str
 	defer rc.Close()
 	var buf bytes.Buffer
 	// Containers run without a TTY, so the stream is multiplexed.
-	if _, err := stdcopy.StdCopy(&buf, &buf, io.LimitReader(rc, maxLogBytes)); err != nil && buf.Len() == 0 {
+	if _, err := stdcopy.StdCopy(&buf, &buf, io.LimitReader(rc, spawner.MaxLogBytes)); err != nil && buf.Len() == 0 {
 		return "", fmt.Errorf("logs of server %s/%s: read: %w", user, server, err)
 	}
 	return buf.String(), nil

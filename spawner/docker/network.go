@@ -186,7 +186,7 @@ func (s *Spawner) lockNetwork(ctx context.Context, image string) (func(), error)
 				cancel()
 			}
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := spawner.Sleep(ctx, 50*time.Millisecond, "the network lock"); err != nil {
 			return nil, err
 		}
 	}

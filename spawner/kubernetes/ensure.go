@@ -111,7 +111,7 @@ func (s *Spawner) ensure(ctx context.Context, spec spawner.Spec, name string) (s
 
 	for round := 0; round < maxEnsureRounds; round++ {
 		if round > 0 {
-			if err := sleep(ctx, backoff(round)); err != nil {
+			if err := spawner.Sleep(ctx, spawner.Backoff(round), "the pod to settle"); err != nil {
 				return spawner.Instance{}, err
 			}
 		}
@@ -269,24 +269,6 @@ func (s *Spawner) awaitCache(ctx context.Context, name string, uid types.UID) {
 		if p, err := s.lister.Get(name); err == nil && p.UID == uid {
 			return
 		}
-		_ = sleep(ctx, 10*time.Millisecond)
-	}
-}
-
-// backoff is the pause before round n (n >= 1): 25ms, 50ms, ..., capped
-// at 400ms.
-func backoff(n int) time.Duration {
-	return min(time.Duration(n)*25*time.Millisecond, 400*time.Millisecond)
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for the pod to settle: %w", ctx.Err())
+		_ = spawner.Sleep(ctx, 10*time.Millisecond, "the pod to settle")
 	}
 }

@@ -11,12 +11,6 @@ import (
 	"github.com/hubgate/hubgate/spawner"
 )
 
-// DefaultLogLines is how many lines Logs returns when asked for lines <= 0.
-const DefaultLogLines = 100
-
-// maxLogBytes bounds what Logs reads.
-const maxLogBytes = 1 << 20
-
 // Logs returns the last lines of the server's output through the pods/log
 // subresource (at most 1 MiB). It works for a pod that failed or exited
 // too, until the next Ensure or Stop deletes it. It wraps
@@ -26,7 +20,7 @@ func (s *Spawner) Logs(ctx context.Context, user, server string, lines int) (str
 		return "", fmt.Errorf("logs of server %s/%s: %w", user, server, err)
 	}
 	if lines <= 0 {
-		lines = DefaultLogLines
+		lines = spawner.DefaultLogLines
 	}
 	name := s.podName(user, server)
 	lctx, cancel := s.apiCtx(ctx)
@@ -34,7 +28,7 @@ func (s *Spawner) Logs(ctx context.Context, user, server string, lines int) (str
 	out, err := s.cs.CoreV1().Pods(s.cfg.Namespace).GetLogs(name, &corev1.PodLogOptions{
 		Container:  containerName,
 		TailLines:  ptr.To(int64(lines)),
-		LimitBytes: ptr.To(int64(maxLogBytes)),
+		LimitBytes: ptr.To(int64(spawner.MaxLogBytes)),
 	}).DoRaw(lctx)
 	if apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("logs of server %s/%s: %w: pod %s", user, server, spawner.ErrNotFound, name)

@@ -42,7 +42,7 @@ func (s *Spawner) Stop(ctx context.Context, user, server string) error {
 		if q, err := s.lister.Get(name); apierrors.IsNotFound(err) || err == nil && q.UID != p.UID {
 			break
 		}
-		_ = sleep(ctx, 20*time.Millisecond)
+		_ = spawner.Sleep(ctx, 20*time.Millisecond, "the pod to go")
 	}
 	s.log.Info("stopped server", zap.String("user", user), zap.String("server", server),
 		zap.String("pod", name), zap.String("pod_uid", string(p.UID)))
