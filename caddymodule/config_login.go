@@ -64,6 +64,13 @@ type OIDCConfig struct {
 	// Label is the text of the provider's button on the login page.
 	// Default: "Log in with <name>".
 	Label string `json:"label,omitempty"`
+
+	// UsernamePrefix is put before every user name from this provider
+	// (such as "uni-" for "uni-alice"), so that providers cannot take each
+	// other's names. With several external providers, at most one may
+	// give bare names (GitHub always does); the others need a prefix.
+	// Lower-case letters, digits, '.' and '-'.
+	UsernamePrefix string `json:"username_prefix,omitempty"`
 }
 
 // GitHubConfig configures login with GitHub (github.com or GitHub
@@ -122,6 +129,9 @@ type LocalConfig struct {
 const providerLocal = "local"
 
 var providerNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
+
+// prefixRE is the shape of a username_prefix.
+var prefixRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,15}$`)
 
 func (h *Handler) applyAuthDefaults() {
 	for _, c := range h.OIDC {
@@ -189,6 +199,23 @@ func (h *Handler) validateAuth() error {
 			}
 		}
 	}
+	bare := []string{}
+	if h.GitHub != nil {
+		bare = append(bare, "github")
+	}
+	for _, c := range h.OIDC {
+		if c == nil {
+			continue
+		}
+		if c.UsernamePrefix == "" {
+			bare = append(bare, "oidc "+c.Name)
+		} else if !prefixRE.MatchString(c.UsernamePrefix) {
+			return fmt.Errorf("hubgate: oidc provider %q: username_prefix %q must be lower-case letters, digits, '.' and '-'", c.Name, c.UsernamePrefix)
+		}
+	}
+	if len(bare) > 1 {
+		return fmt.Errorf("hubgate: %s all give bare user names, so a user of one could take a name that belongs to a user of another: give the others a username_prefix (only one provider may give bare names; GitHub's always are)", strings.Join(bare, ", "))
+	}
 	if g := h.GitHub; g != nil {
 		if g.ClientID == "" {
 			return errors.New("hubgate: github needs client_id")
@@ -246,6 +273,7 @@ func (h *Handler) buildProviders() ([]idp.Provider, error) {
 			RequireEmailVerified: c.RequireEmailVerified,
 			Label:                c.Label,
 			BareGroups:           len(h.OIDC) == 1,
+			UsernamePrefix:       c.UsernamePrefix,
 		}))
 	}
 	if g := h.GitHub; g != nil {
@@ -288,6 +316,7 @@ func (h *Handler) buildProviders() ([]idp.Provider, error) {
 //		groups_claim <claim>
 //		require_email_verified [true|false]
 //		label <text>
+//		username_prefix <prefix>
 //	}
 //	github {
 //		client_id <id>
@@ -330,6 +359,8 @@ func (h *Handler) unmarshalAuth(d *caddyfile.Dispenser) error {
 				err = oneArg(d, &c.UsernameClaim)
 			case "groups_claim":
 				err = oneArg(d, &c.GroupsClaim)
+			case "username_prefix":
+				err = oneArg(d, &c.UsernamePrefix)
 			case "label":
 				err = oneArg(d, &c.Label)
 			case "scopes":

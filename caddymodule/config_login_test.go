@@ -10,9 +10,9 @@ func TestValidateAuth(t *testing.T) {
 		return &Handler{
 			Policy: []string{"p.yaml"},
 			OIDC: []*OIDCConfig{
-				{Name: "keycloak", Issuer: "https://sso.example.org/realms/r", ClientID: "hubgate", ClientSecret: "{env.X}"},
-				{Name: "dev", Issuer: "http://127.0.0.1:5556/dex", ClientID: "hubgate"},
-				{Name: "fromenv", Issuer: "{env.ISSUER}", ClientID: "x"},
+				{Name: "keycloak", Issuer: "https://sso.example.org/realms/r", ClientID: "hubgate", ClientSecret: "{env.X}", UsernamePrefix: "kc-"},
+				{Name: "dev", Issuer: "http://127.0.0.1:5556/dex", ClientID: "hubgate", UsernamePrefix: "dev."},
+				{Name: "fromenv", Issuer: "{env.ISSUER}", ClientID: "x", UsernamePrefix: "env-"},
 			},
 			GitHub:    &GitHubConfig{ClientID: "abc", Orgs: []string{"lab"}},
 			Assertion: &AssertionConfig{},
@@ -44,6 +44,10 @@ func TestValidateAuth(t *testing.T) {
 		"assertion authorization": func(h *Handler) { h.Assertion.Header = "Authorization" },
 		"assertion bad header":    func(h *Handler) { h.Assertion.Header = "X Bad" },
 		"nil oidc entry":          func(h *Handler) { h.OIDC = append(h.OIDC, nil) },
+		// M2: two providers giving bare names could take each other's.
+		"oidc bare beside github": func(h *Handler) { h.OIDC[1].UsernamePrefix = "" },
+		"two bare oidc providers": func(h *Handler) { h.GitHub = nil; h.OIDC[0].UsernamePrefix, h.OIDC[1].UsernamePrefix = "", "" },
+		"bad username prefix":     func(h *Handler) { h.OIDC[0].UsernamePrefix = "Kc/" },
 	}
 	for name, mod := range bad {
 		h := good()

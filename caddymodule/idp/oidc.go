@@ -44,6 +44,8 @@ type OIDCOptions struct {
 	HTTPClient *http.Client
 	// Now, if set, replaces the clock for ID token expiry checks (tests).
 	Now func() time.Time
+	// UsernamePrefix is put before every user name from this provider.
+	UsernamePrefix string
 	// BareGroups also gives the provider's groups without its name
 	// ("oidc:<group>"), for a gateway with exactly this one OIDC provider.
 	BareGroups bool
@@ -256,7 +258,7 @@ func (p *OIDC) identity(subject string, claims map[string]any) (*Identity, error
 	if raw == "" {
 		return nil, refuse("no_username", fmt.Sprintf("The identity provider gave no user name (claim %q) and no verified email address.", p.o.UsernameClaim), nil)
 	}
-	user, err := username.Canonical(raw)
+	user, err := username.Canonical(p.o.UsernamePrefix + raw)
 	if err != nil {
 		return nil, refuse("bad_username", "The user name given by the identity provider cannot be used here: "+err.Error()+".", err)
 	}

@@ -356,3 +356,13 @@ func TestOIDCGroupsAreQualifiedByProvider(t *testing.T) {
 		t.Errorf("one provider: %v", got)
 	}
 }
+
+// TestOIDCUsernamePrefix (M2): a provider's prefix is part of every user
+// name it gives, so it cannot give a name another provider gives bare.
+func TestOIDCUsernamePrefix(t *testing.T) {
+	p := NewOIDC(OIDCOptions{Name: "uni", UsernameClaim: "preferred_username", UsernamePrefix: "uni-"})
+	id, err := p.identity("s-1", map[string]any{"preferred_username": "Alice"})
+	if err != nil || id.User != "uni-alice" {
+		t.Fatalf("identity %+v, %v; want user uni-alice", id, err)
+	}
+}
