@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -22,17 +21,7 @@ func TestAutoLoginGoesStraightToTheProvider(t *testing.T) {
 	); err != nil {
 		t.Fatalf("reach the OP's login form without a click: %v\n%s", err, g.logs())
 	}
-	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasPrefix(loc, o.issuer+"login/username") {
-		t.Fatalf("not at the OP's login form: %s", loc)
-	}
-	if err := chromedp.Do(ctx,
-		chromedp.SendKeys(chromedp.ID("username"), "olivia"),
-		chromedp.SendKeys(chromedp.ID("password"), oidcPassword("olivia")),
-		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.ID("who")),
-	); err != nil {
-		t.Fatalf("log in at the OP and reach the app: %v\n%s", err, g.logs())
-	}
+	submitOPForm(t, ctx, o, g, "olivia")
 	if loc, _ := chromedp.Run(ctx, chromedp.Location()); loc != g.url("/user/olivia/notebook/html") {
 		t.Fatalf("ended at %s, want the server", loc)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/chromedp/chromedp/kb"
 )
 
 // startExampleGateway runs the gateway with the policy `make run` serves
@@ -120,28 +119,9 @@ func TestJupyterRKernelThroughGateway(t *testing.T) {
 		t.Fatalf("the test app's file in Jupyter: %q", shared)
 	}
 
-	// Open it: the R kernel starts and connects over the gateway's websocket.
-	step("open the notebook", nbVisit(ctx, g.url(base+"notebooks/answer-r.ipynb"), ".cell .CodeMirror", time.Minute))
-	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`!!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected() && Jupyter.notebook.kernel.name === "ir" && document.querySelector("#kernel_indicator_icon.kernel_idle_icon"))`,
-		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(90*time.Second)))
-	step("the R kernel connects and becomes idle", err)
-
-	step("type and run cat(6*7)", nbWithin(ctx, 20*time.Second,
-		chromedp.Click(chromedp.CSS(".cell .CodeMirror")),
-		chromedp.KeyEvent("cat(6*7)"),
-		chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierShift)),
-	))
-	out, err := chromedp.Run(ctx, chromedp.PollFunction[string](`() => {
-		const o = document.querySelector(".cell .output_area .output_text");
-		return o && o.innerText.trim() === "42" ? o.innerText.trim() : false;
-	}`, chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second)))
-	if err != nil {
-		src, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll(".cell")).map(c => c.innerText).join("\n---\n")`))
-		t.Fatalf("no 42 from the R kernel: %v\ncells:\n%s\ngateway log:\n%s", err, src, g.logs())
-	}
-	if out != "42" {
-		t.Fatalf("output %q", out)
-	}
+	// Open it: the R kernel starts and connects over the gateway's
+	// websocket; run cat(6*7) in the first cell.
+	runFirstCell(t, ctx, g, step, base+"notebooks/answer-r.ipynb", "ir", "cat(6*7)", "42")
 	// The kernel that answered is R: the language the page reports for it.
 	lang, err := chromedp.Run(ctx, chromedp.Evaluate[string](`Jupyter.notebook.kernel.info_reply && Jupyter.notebook.kernel.info_reply.language_info ? Jupyter.notebook.kernel.info_reply.language_info.name : ""`))
 	step("read the kernel's language", err)

@@ -216,29 +216,9 @@ func TestJupyterNotebookRunsCodeAndKeepsIt(t *testing.T) {
 		t.Fatalf("create the notebook: status %d", status)
 	}
 
-	// Open it: the kernel connects over the gateway's websocket.
-	step("open the notebook", nbVisit(ctx, g.url(base+"notebooks/answer.ipynb"), ".cell .CodeMirror", time.Minute))
-	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`!!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected() && document.querySelector("#kernel_indicator_icon.kernel_idle_icon"))`,
-		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second)))
-	step("the kernel connects and becomes idle", err)
-
-	// Type into the first cell and run it with Shift+Enter.
-	step("type and run print(6*7)", nbWithin(ctx, 20*time.Second,
-		chromedp.Click(chromedp.CSS(".cell .CodeMirror")),
-		chromedp.KeyEvent("print(6*7)"),
-		chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierShift)),
-	))
-	out, err := chromedp.Run(ctx, chromedp.PollFunction[string](`() => {
-		const o = document.querySelector(".cell .output_area .output_text");
-		return o && o.innerText.trim() === "42" ? o.innerText.trim() : false;
-	}`, chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second)))
-	if err != nil {
-		src, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll(".cell")).map(c => c.innerText).join("\n---\n")`))
-		t.Fatalf("no 42 in the output: %v\ncells:\n%s\ngateway log:\n%s", err, src, g.logs())
-	}
-	if out != "42" {
-		t.Fatalf("output %q", out)
-	}
+	// Open it: the kernel connects over the gateway's websocket; run
+	// print(6*7) in the first cell.
+	runFirstCell(t, ctx, g, step, base+"notebooks/answer.ipynb", "", "print(6*7)", "42")
 
 	// Save with the toolbar's button; the saved file has the code and 42.
 	step("save", nbWithin(ctx, 20*time.Second, chromedp.Click(chromedp.CSS("#save-notbook button"))))
@@ -373,5 +353,37 @@ print(get("tree", tok))
 		if !strings.HasPrefix(lines[i], w) {
 			t.Errorf("probe %d: %q, want %q...", i, lines[i], w)
 		}
+	}
+}
+
+// runFirstCell opens the notebook at path through the gateway, waits until
+// its kernel (named kernel, or any when empty) connects over the gateway's
+// websocket and is idle, types code into the first cell, runs it with
+// Shift+Enter and fails unless the cell's output becomes want.
+func runFirstCell(t *testing.T, ctx context.Context, g *gateway, step func(string, error), path, kernel, code, want string) {
+	t.Helper()
+	step("open the notebook", nbVisit(ctx, g.url(path), ".cell .CodeMirror", time.Minute))
+	cond := `Jupyter.notebook.kernel.is_connected()`
+	if kernel != "" {
+		cond += ` && Jupyter.notebook.kernel.name === "` + kernel + `"`
+	}
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](`!!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && `+cond+` && document.querySelector("#kernel_indicator_icon.kernel_idle_icon"))`,
+		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(90*time.Second)))
+	step("the kernel connects and becomes idle", err)
+	step("type and run "+code, nbWithin(ctx, 20*time.Second,
+		chromedp.Click(chromedp.CSS(".cell .CodeMirror")),
+		chromedp.KeyEvent(code),
+		chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(chromedp.ModifierShift)),
+	))
+	out, err := chromedp.Run(ctx, chromedp.PollFunction[string](`() => {
+		const o = document.querySelector(".cell .output_area .output_text");
+		return o && o.innerText.trim() === `+strconv.Quote(want)+` ? o.innerText.trim() : false;
+	}`, chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second)))
+	if err != nil {
+		src, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll(".cell")).map(c => c.innerText).join("\n---\n")`))
+		t.Fatalf("no %s from %s: %v\ncells:\n%s\ngateway log:\n%s", want, code, err, src, g.logs())
+	}
+	if out != want {
+		t.Fatalf("output %q, want %q", out, want)
 	}
 }

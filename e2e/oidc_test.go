@@ -430,17 +430,7 @@ func TestOIDCBrowserLoginAndLogout(t *testing.T) {
 	); err != nil {
 		t.Fatalf("reach the OP's login form: %v\n%s", err, g.logs())
 	}
-	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasPrefix(loc, o.issuer+"login/username") {
-		t.Fatalf("not at the OP's login form: %s", loc)
-	}
-	if err := chromedp.Do(ctx,
-		chromedp.SendKeys(chromedp.ID("username"), "olivia"),
-		chromedp.SendKeys(chromedp.ID("password"), oidcPassword("olivia")),
-		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.ID("who")),
-	); err != nil {
-		t.Fatalf("log in at the OP and reach the app: %v\n%s", err, g.logs())
-	}
+	submitOPForm(t, ctx, o, g, "olivia")
 	who, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("who")))
 	if err != nil || who != "hello olivia" {
 		t.Fatalf("app says %q (%v), want %q", who, err, "hello olivia")
@@ -463,5 +453,22 @@ func TestOIDCBrowserLoginAndLogout(t *testing.T) {
 	}
 	if !g.waitLog(`"msg":"session revoked"`, 0) {
 		t.Error("the browser's logout revoked nothing")
+	}
+}
+
+// submitOPForm checks that the browser is at the OP's login form, logs
+// user in there and waits until the app behind the gateway shows.
+func submitOPForm(t *testing.T, ctx context.Context, o *testOP, g *gateway, user string) {
+	t.Helper()
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasPrefix(loc, o.issuer+"login/username") {
+		t.Fatalf("not at the OP's login form: %s", loc)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), oidcPassword(user)),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("who")),
+	); err != nil {
+		t.Fatalf("log in at the OP and reach the app: %v\n%s", err, g.logs())
 	}
 }

@@ -163,13 +163,3 @@ func (h *headerRules) apply(r *http.Request) {
 		}
 	}
 }
-
-// StripIdentityHeaders removes every identity and forwarding header a
-// client sent (the rule without operator additions).
-func StripIdentityHeaders(hdr http.Header) {
-	for k := range hdr {
-		if IsIdentityHeader(k) || IsForwardingHeader(k) {
-			delete(hdr, k)
-		}
-	}
-}

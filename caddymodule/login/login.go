@@ -185,9 +185,6 @@ func (a *Authenticator) CheckCSRF(s *session.Session, got string) bool {
 	return session.CheckCSRF(got, a.CSRF(s))
 }
 
-// LookupProvider returns the configured provider called name.
-func (a *Authenticator) LookupProvider(name string) idp.Provider { return a.byName[name] }
-
 // GitURL is the git host containers clone team repos from.
 func (a *Authenticator) GitURL() string {
 	if a.github != nil {

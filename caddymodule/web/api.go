@@ -125,7 +125,7 @@ func (s *Site) apiStart(w http.ResponseWriter, r *http.Request, pol *policies.Po
 		return pages.WriteJSON(w, http.StatusOK, map[string]any{"status": "running"})
 	}
 	sess := &session.Session{ID: "admin-start", User: user, Provider: "api"}
-	req := s.startRequest(sess, Decision{Server: server, Image: img, Grant: pol.Grant(user, nil)})
+	req := s.startRequest(sess, Decision{Server: server, Image: img}, pol.Grant(user, nil))
 	req.By = caller
 	s.o.Audit.Info("start requested", zap.String("user", user), zap.String("server", server), zap.String("by", caller))
 	_, st, err := s.o.Hub.StartAndWait(r.Context(), req, s.o.StartWait)

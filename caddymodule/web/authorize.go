@@ -67,11 +67,11 @@ type Decision struct {
 	Reason, Message string
 	// Redirect, if set, is where the request is sent instead.
 	Redirect string
-	// Server, Image and Grant are the server allowed and what the policy
-	// gives the user.
+	// Server and Image are the server allowed. (What the policy grants
+	// the user is computed only when a start needs it: not on the hot
+	// path.)
 	Server string
 	Image  *policies.Image
-	Grant  policies.Grant
 }
 
 func refused(status int, reason, msg string) Decision {
@@ -82,7 +82,7 @@ func refused(status int, reason, msg string) Decision {
 // (no I/O), whether a request to /user/ may reach a server: only the
 // server's owner, for a server the policy allows them, under its canonical
 // address, and never from another site.
-func Authorize(pol *policies.Policy, s *session.Session, r *http.Request, origin string) Decision {
+func Authorize(pol *policies.Policy, s *session.Session, r *http.Request, origin func() string) Decision {
 	up, ok := ParseUserPath(r.URL)
 	if !ok {
 		return refused(http.StatusNotFound, "bad_path", "There is no server at this address.")
@@ -117,7 +117,7 @@ func Authorize(pol *policies.Policy, s *session.Session, r *http.Request, origin
 	if CrossOrigin(r, origin) {
 		return refused(http.StatusForbidden, "cross_origin", "Refused: this request came from another site.")
 	}
-	return Decision{Allow: true, Server: up.Server, Image: img, Grant: pol.Grant(s.User, s.Groups)}
+	return Decision{Allow: true, Server: up.Server, Image: img}
 }
 
 // CrossOrigin reports a browser request from another site that would
@@ -127,14 +127,14 @@ func Authorize(pol *policies.Policy, s *session.Session, r *http.Request, origin
 // for them. Sibling subdomains count as other sites: SameSite cookies do
 // not keep those out. Requests without Origin and Sec-Fetch-Site (API
 // clients, curl) are not browsers' cross-site requests and pass. origin
-// is the hub's own ("https://hub.example.org").
-func CrossOrigin(r *http.Request, origin string) bool {
+// gives the hub's own ("https://hub.example.org"), asked only when the
+// request names one.
+func CrossOrigin(r *http.Request, origin func() string) bool {
 	if reqkind.IsSafeMethod(r) && !reqkind.IsUpgrade(r) {
 		return false
 	}
-	self := origin
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if !strings.EqualFold(strings.TrimSuffix(origin, "/"), strings.TrimSuffix(self, "/")) {
+	if sent := r.Header.Get("Origin"); sent != "" {
+		if !strings.EqualFold(strings.TrimSuffix(sent, "/"), strings.TrimSuffix(origin(), "/")) {
 			return true
 		}
 	}

@@ -31,7 +31,7 @@ func FuzzUserPath(f *testing.F) {
 			return
 		}
 		r := &http.Request{Method: http.MethodGet, URL: u, Host: "hub.test", Header: http.Header{}, TLS: &tls.ConnectionState{}}
-		d := Authorize(pol, alice, r, "https://hub.test")
+		d := Authorize(pol, alice, r, func() string { return "https://hub.test" })
 		if !d.Allow {
 			return
 		}

@@ -191,7 +191,7 @@ func TestAuthorizeIsPure(t *testing.T) {
 		{"/user/alice/rstudio/", "unknown_server", false},
 		{"/user/", "bad_path", false},
 	} {
-		d := Authorize(pol, alice, request("GET", c.path, ""), "https://hub.test")
+		d := Authorize(pol, alice, request("GET", c.path, ""), func() string { return "https://hub.test" })
 		if d.Allow != c.allow || d.Reason != c.reason {
 			t.Errorf("%s: %+v", c.path, d)
 		}

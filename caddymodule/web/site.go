@@ -6,7 +6,6 @@
 package web
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -205,9 +204,4 @@ func (s *Site) serveJWKS(w http.ResponseWriter, r *http.Request, _ *session.Sess
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(s.o.Signer.JWKS())
 	return err
-}
-
-// context for work that must finish even if the client leaves.
-func detached(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }

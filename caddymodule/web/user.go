@@ -13,6 +13,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/pages"
 	"github.com/hubgate/hubgate/caddymodule/reqkind"
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner"
 )
 
@@ -20,7 +21,7 @@ import (
 // authenticated by the route table; here it is authorized, resolved to a
 // route (or a start in flight), and proxied.
 func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.Session) error {
-	d := Authorize(s.o.Policy(), sess, r, s.o.Login.Origin(r))
+	d := Authorize(s.o.Policy(), sess, r, func() string { return s.o.Login.Origin(r) })
 	if !d.Allow {
 		if d.Redirect != "" {
 			status := d.Status
@@ -78,7 +79,8 @@ func (s *Site) resolve(w http.ResponseWriter, r *http.Request, sess *session.Ses
 			return rt, true, false, nil
 		}
 	}
-	rt, st, err := s.o.Hub.StartAndWait(r.Context(), s.startRequest(sess, d), s.o.StartWait)
+	grant := s.o.Policy().Grant(sess.User, sess.Groups)
+	rt, st, err := s.o.Hub.StartAndWait(r.Context(), s.startRequest(sess, d, grant), s.o.StartWait)
 	switch {
 	case r.Context().Err() != nil:
 		return nil, false, true, nil
@@ -91,8 +93,8 @@ func (s *Site) resolve(w http.ResponseWriter, r *http.Request, sess *session.Ses
 }
 
 // startRequest is the start of the allowed server for the session's user.
-func (s *Site) startRequest(sess *session.Session, d Decision) hub.StartRequest {
-	lg, grant := s.o.Login, d.Grant
+func (s *Site) startRequest(sess *session.Session, d Decision, grant policies.Grant) hub.StartRequest {
+	lg := s.o.Login
 	return hub.StartRequest{
 		User: sess.User, Server: d.Server, Image: d.Image, Grant: grant,
 		Prefix: UserPrefix(sess.User, d.Server), By: sess.User,
