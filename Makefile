@@ -82,7 +82,7 @@ k8s-tools:
 k8s-node-tools: k8s-tools
 	@dpkg -s containerd runc containernetworking-plugins >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc containernetworking-plugins >/dev/null; }
-	tools/k8s/build-node.sh
+	mkdir -p $(HOME)/.cache/hubgate && flock $(HOME)/.cache/hubgate/k8s-node.lock tools/k8s/build-node.sh
 	images/pause/build.sh hubgate/pause:latest
 	images/testapp/build.sh hubgate/testapp:latest
 
