@@ -17,9 +17,9 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/session"
 )
 
-// varRoute is the request variable through which the proxy hands the
-// chosen route to the embedded reverse proxy's upstream source.
-const varRoute = "hubgate.route"
+// varUpstream is the request variable holding the chosen route's dial
+// address: the embedded proxy's one upstream is this placeholder.
+const varUpstream = "hubgate.upstream"
 
 // Visitor is who a proxied request is for, as the gateway vouches.
 type Visitor struct {
@@ -68,8 +68,16 @@ func NewProxy(ctx caddy.Context, rt *Runtime, cfg ProxyConfig) (*Proxy, error) {
 		return nil, fmt.Errorf("provision proxy transport: %w", err)
 	}
 	rp := &reverseproxy.Handler{
-		Transport:        transport,
-		DynamicUpstreams: upstreamSource{},
+		Transport: transport,
+		// One static upstream whose address is the request's route:
+		// Caddy replaces the placeholder per request (fillDialInfo), so
+		// there is no per-request upstream provisioning, no global
+		// dynamic-host map and no write to an Upstream shared by the
+		// concurrent requests of a route. The one Host it shares holds
+		// request counts and passive-health state only, and neither
+		// health checks nor MaxRequests are configured; a request with
+		// no route dials "" and fails as a 502.
+		Upstreams: reverseproxy.UpstreamPool{{Dial: "{http.vars." + varUpstream + "}"}},
 		// Flush every write at once: notebooks, terminals and
 		// RStudio's long polls must not wait in a buffer.
 		FlushInterval: caddy.Duration(-1),
@@ -83,17 +91,6 @@ func NewProxy(ctx caddy.Context, rt *Runtime, cfg ProxyConfig) (*Proxy, error) {
 // Cleanup releases the reverse proxy.
 func (p *Proxy) Cleanup() error { return p.rp.Cleanup() }
 
-// upstreamSource gives the reverse proxy the route chosen for the request.
-type upstreamSource struct{}
-
-// GetUpstreams implements reverseproxy.UpstreamSource.
-func (upstreamSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error) {
-	if rt, ok := caddyhttp.GetVar(r.Context(), varRoute).(*Route); ok && rt != nil {
-		return rt.upstreams, nil
-	}
-	return nil, errors.New("no hubgate route for this request")
-}
-
 // Serve sends the request to the route's container: identity and
 // forwarding headers a client may have sent are removed (headers.go),
 // hubgate's cookies are not forwarded, and the container secret and the
@@ -104,8 +101,12 @@ func (upstreamSource) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, e
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route, v Visitor, prefix string) error {
 	p.rules.apply(r)
 	session.StripOurCookies(r.Header)
-	r.Header.Set("Authorization", rt.auth)
-	r.Header.Set("X-Hubgate-User", v.User)
+	r.Header["Authorization"] = rt.authHdr
+	if v.User == rt.user {
+		r.Header["X-Hubgate-User"] = rt.userHdr
+	} else {
+		r.Header.Set("X-Hubgate-User", v.User)
+	}
 	if p.cfg.AssertionHeader != "" {
 		r.Header.Del(p.cfg.AssertionHeader)
 		if v.Assertion != "" {
@@ -113,7 +114,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route, v Visit
 		}
 	}
 	rt.touch()
-	caddyhttp.SetVar(r.Context(), varRoute, rt)
+	caddyhttp.SetVar(r.Context(), varUpstream, rt.inst.Addr)
 	rf := &responseFilter{ResponseWriter: w, host: r.Host, prefix: prefix}
 	w = rf
 	if reqkind.IsUpgrade(r) {

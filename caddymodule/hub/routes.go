@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/hubgate/hubgate/spawner"
@@ -19,7 +18,10 @@ type Route struct {
 	server    string
 	inst      spawner.Instance
 	auth      string // the Authorization header value sent upstream
-	upstreams []*reverseproxy.Upstream
+	// authHdr and userHdr are the header values sent upstream, made
+	// once: Caddy's proxy clones the request's header before it changes
+	// anything, so the slices are never written.
+	authHdr, userHdr []string
 	// lastActivity is Unix nanoseconds of the last proxied request or
 	// websocket data frame.
 	lastActivity atomic.Int64
@@ -55,8 +57,8 @@ func (rt *Runtime) newRoute(inst spawner.Instance) *Route {
 		server:    inst.Server,
 		inst:      inst,
 		auth:      "token " + ContainerToken(rt.tokens, inst.Nonce),
-		upstreams: []*reverseproxy.Upstream{{Dial: inst.Addr}},
 	}
+	r.authHdr, r.userHdr = []string{r.auth}, []string{inst.User}
 	r.touch()
 	return r
 }

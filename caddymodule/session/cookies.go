@@ -80,6 +80,13 @@ func StripOurCookies(hdr http.Header) {
 	if len(lines) == 1 && !containsFold(lines[0], CookiePrefix) {
 		return // nothing of ours: keep the header as it is
 	}
+	if len(lines) == 1 && !strings.Contains(lines[0], ";") {
+		// One cookie only (API clients, the session alone): no split.
+		if name, _, _ := strings.Cut(lines[0], "="); IsOurCookie(strings.TrimSpace(name)) {
+			delete(hdr, "Cookie")
+		}
+		return
+	}
 	var kept []string
 	changed := false
 	for _, line := range lines {

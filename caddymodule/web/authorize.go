@@ -34,22 +34,35 @@ func ParseUserPath(u *url.URL) (up UserPath, ok bool) {
 	if !found {
 		return up, false
 	}
-	parts := strings.SplitN(rest, "/", 3)
-	if parts[0] == "" {
+	name, rest, more := strings.Cut(rest, "/")
+	if name == "" {
 		return up, false
 	}
-	up.Name = parts[0]
-	if len(parts) < 2 || parts[1] == "" {
+	up.Name = name
+	if !more {
 		return up, true
 	}
-	up.Server = parts[1]
-	if len(parts) == 3 {
-		up.Tail = parts[2]
+	up.Server, up.Tail, _ = strings.Cut(rest, "/")
+	if up.Server == "" {
+		up.Tail = ""
+		return up, true
 	}
 	up.Canonical = cleaned == decoded &&
 		up.Name == policies.NormalizeUser(up.Name) &&
-		strings.HasPrefix(u.EscapedPath(), UserPrefix(up.Name, up.Server))
+		hasUserPrefix(u.EscapedPath(), up.Name, up.Server)
 	return up, true
+}
+
+// hasUserPrefix is strings.HasPrefix(p, UserPrefix(user, server)) without
+// building the prefix on every request.
+func hasUserPrefix(p, user, server string) bool {
+	for _, part := range [...]string{"/user/", url.PathEscape(user), "/", url.PathEscape(server), "/"} {
+		if !strings.HasPrefix(p, part) {
+			return false
+		}
+		p = p[len(part):]
+	}
+	return true
 }
 
 // UserPrefix is the URL prefix of a user's server, with a trailing slash.
