@@ -21,6 +21,9 @@ import (
 // authenticated by the route table; here it is authorized, resolved to a
 // route (or a start in flight), and proxied.
 func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.Session) error {
+	if s.o.ServerHost != nil {
+		return s.redirectToServerHost(w, r, sess)
+	}
 	d := Authorize(s.o.Policy(), sess, r, func() string { return s.o.Login.Origin(r) })
 	if !d.Allow {
 		if d.Redirect != "" {
