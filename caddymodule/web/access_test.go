@@ -43,7 +43,9 @@ func TestAuthorizeHostTable(t *testing.T) {
 		return shares.Grant{ID: id, Kind: shares.KindAdmin, Owner: "alice", Server: server, Users: []string{"root"}, By: "root", Reason: "ticket", Expires: expires}
 	}
 	const origin = "https://notebook--alice.hub.test"
-	sess := func(user string, groups ...string) *session.Session { return &session.Session{ID: "s", User: user, Groups: groups} }
+	sess := func(user string, groups ...string) *session.Session {
+		return &session.Session{ID: "s", User: user, Groups: groups}
+	}
 	cases := []struct {
 		name    string
 		sess    *session.Session
@@ -147,8 +149,8 @@ func TestNewShareAndAdminAccessRules(t *testing.T) {
 		{ShareRequest{Server: "notebook", Users: []string{"bob"}}, true},
 		{ShareRequest{Server: "notebook", Teams: []string{"stats"}, ExpiresIn: "7d"}, true},
 		{ShareRequest{Server: "notebook", Users: []string{"Bob"}, ExpiresIn: "8h"}, true},
-		{ShareRequest{Server: "rstudio", Users: []string{"bob"}}, false},  // not hers
-		{ShareRequest{Server: "notebook"}, false},                         // nobody
+		{ShareRequest{Server: "rstudio", Users: []string{"bob"}}, false},    // not hers
+		{ShareRequest{Server: "notebook"}, false},                           // nobody
 		{ShareRequest{Server: "notebook", Users: []string{"alice"}}, false}, // herself
 		{ShareRequest{Server: "notebook", Teams: []string{"nope"}}, false},
 		{ShareRequest{Server: "notebook", Users: []string{"аlice"}}, false}, // Cyrillic а
