@@ -367,7 +367,11 @@ func TestServerHostOriginsSharesAndRevocation(t *testing.T) {
 	if !g.waitLog(`"reason":"cross_origin_read"`, 5*time.Second) {
 		t.Fatalf("hubgate did not refuse the cross-origin fetch of bob's server\n%s", g.logTail())
 	}
-	// The same request as a non-browser client shows hubgate's answer.
+	// The same request as a client holding bob's cookie for his server
+	// host shows hubgate's answer.
+	if resp, body := g.open(bob, g.serverURL("bob", "notebook", "whoami")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob's own server: %d\n%s", resp.StatusCode, body)
+	}
 	resp, _ = g.open(bob, g.serverURL("bob", "notebook", "whoami"), "Sec-Fetch-Site", "same-site", "Sec-Fetch-Mode", "cors", "Origin", fmt.Sprintf("https://notebook--alice.hub.localhost:%d", g.httpsPort))
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("hubgate answered a cross-origin read of bob's server with %d", resp.StatusCode)
