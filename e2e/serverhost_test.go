@@ -255,8 +255,8 @@ func TestServerHostOriginsSharesAndRevocation(t *testing.T) {
 			t.Fatal("the hub's session cookie is sent to the server host")
 		}
 	}
-	// A code is good once: replaying the callback fails.
-	// (Checked in the unit tests; here: a callback without a code.)
+	// A forged callback fails (codes good once, bound to host and state:
+	// web.TestServerHostHandshake).
 	if resp, _ := g.open(alice, fmt.Sprintf("https://notebook--alice.hub.localhost:%d/hub/server-callback?code=x", g.httpsPort)); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("a forged callback answered %d", resp.StatusCode)
 	}
