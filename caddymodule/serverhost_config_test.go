@@ -3,6 +3,9 @@ package caddymodule
 import (
 	"strings"
 	"testing"
+
+	"github.com/hubgate/hubgate/caddymodule/serverhost"
+	"github.com/hubgate/hubgate/policies"
 )
 
 // TestServerHostValidation: shares refuse to start without server_host
@@ -37,5 +40,23 @@ func TestTLSPermission(t *testing.T) {
 	p := TLSPermission{Name: "nobody-here"}
 	if err := p.CertificateAllowed(t.Context(), "hub.example.org"); err == nil {
 		t.Fatal("a deployment without server_host allowed a certificate")
+	}
+	pol, err := policies.Parse("p.yaml", []byte("images:\n  notebook: {image: x, port: 1}\nteams:\n  t:\n    members: [alice]\n    images: [notebook]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, _ := serverhost.Parse("{server}--{user}.hub.example.org")
+	sh := &serverHosts{tmpl: tmpl, hubHost: "hub.example.org", policy: func() *policies.Policy { return pol }}
+	permissions.Store("perm-test", sh)
+	defer permissions.Delete("perm-test")
+	p = TLSPermission{Name: "perm-test"}
+	for host, ok := range map[string]bool{
+		"hub.example.org": true, "notebook--alice.hub.example.org": true,
+		"notebook--mallory.hub.example.org": false, "rstudio--alice.hub.example.org": false,
+		"evil.example.org": false, "x.notebook--alice.hub.example.org": false,
+	} {
+		if err := p.CertificateAllowed(t.Context(), host); (err == nil) != ok {
+			t.Errorf("%s: allowed %v, want %v", host, err == nil, ok)
+		}
 	}
 }

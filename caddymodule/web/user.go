@@ -144,7 +144,11 @@ func (s *Site) startFailed(w http.ResponseWriter, r *http.Request, sess *session
 	if status == http.StatusServiceUnavailable && !reqkind.WantsHTML(r) {
 		w.Header().Set("Retry-After", "10")
 	}
-	page := pages.ErrorPage{Frame: s.o.Login.Frame(sess, "Server did not start"), Message: msg, Retry: UserPrefix(sess.User, d.Server)}
+	owner := sess.User
+	if d.Owner != "" {
+		owner = d.Owner
+	}
+	page := pages.ErrorPage{Frame: s.o.Login.Frame(sess, "Server did not start"), Message: msg, Retry: UserPrefix(owner, d.Server)}
 	extra := map[string]any{"status": "failed", "server": d.Server}
 	var se *hub.StartError
 	if errors.As(err, &se) {
