@@ -50,6 +50,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		github { client_id, client_secret, url, api_url, orgs, ... }
 //		local off
 //		assertion { header <name>; ttl <duration> }
+//		server_host <template>          # such as {server}--{user}.hub.example.org
+//		server_cookie_ttl <duration>
+//		shares on|off
 //	}
 //
 // The policy may also be given inline: `hubgate <file-or-folder>`. The
@@ -93,6 +96,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.AuditLog = args[0]
 			default:
 				return d.ArgErr()
+			}
+		case "server_host", "shares", "server_cookie_ttl":
+			if err := h.unmarshalServerHost(d); err != nil {
+				return err
 			}
 		case "public_url":
 			if !d.AllArgs(&h.PublicURL) {

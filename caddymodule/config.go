@@ -153,6 +153,29 @@ type Handler struct {
 	// to every request proxied to a user's server.
 	Assertion *AssertionConfig `json:"assertion,omitempty"`
 
+	// ServerHost, if set, serves each server on a host of its own, such
+	// as "{server}--{user}.hub.example.org" ({user} and {server} escaped
+	// as Kubernetes names are, so every host names one server): each
+	// server is then its own origin, gets its own host-only cookie
+	// through a redirect handshake with the hub, and /user/{name}/{server}/
+	// on the hub redirects there. Needs public_url (the hub's origin),
+	// DNS for the names and a certificate for them: a wildcard
+	// certificate for "*.hub.example.org", or on-demand TLS with the
+	// `tls.permission.hubgate` module (it allows only the hub's host and
+	// the hosts of servers the policy knows). See serverhost_config.go.
+	ServerHost string `json:"server_host,omitempty"`
+
+	// ServerCookieTTL is how long a server host's cookie lasts before the
+	// handshake with the hub is made again (it is renewed while in use,
+	// and never outlives the hub session). Default: 1h.
+	ServerCookieTTL caddy.Duration `json:"server_cookie_ttl,omitempty"`
+
+	// Shares lets owners share their servers with named users or a team
+	// from the home page or /hub/api/shares. Needs server_host: on the
+	// hub's shared origin a shared server's pages could act as every
+	// visitor towards the hub and the visitor's own servers.
+	Shares bool `json:"shares,omitempty"`
+
 	logger   *zap.Logger
 	diffs    *reloadDiffs
 	auditKey string
@@ -164,6 +187,7 @@ type Handler struct {
 	login    *login.Authenticator
 	proxy    *hub.Proxy
 	site     *web.Site
+	hosts    *serverHosts
 }
 
 // DockerConfig configures the Docker spawner.
@@ -266,6 +290,9 @@ func (h *Handler) Validate() error {
 	if h.RouteCacheSize < 0 || h.MaxIdleConnsPerHost < 0 || h.LoginFailuresPerIP < 0 || h.LoginFailuresPerUser < 0 ||
 		(h.MaxConcurrentStarts != nil && *h.MaxConcurrentStarts < 0) {
 		return errors.New("hubgate: sizes and limits must not be negative")
+	}
+	if err := h.validateServerHost(); err != nil {
+		return err
 	}
 	return h.validateAuth()
 }

@@ -149,12 +149,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.proxy, err = hub.NewProxy(ctx, h.runtime, hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader, StripHeaders: h.StripHeaders}); err != nil {
 		return err
 	}
-	h.site = web.New(web.Options{
+	if h.hosts, err = h.provisionServerHosts(ctx, prefix, streams, w.Current, audit); err != nil {
+		return err
+	}
+	siteOpts := web.Options{
 		Login: h.login, Hub: h.runtime, Proxy: h.proxy, Pages: pg,
 		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer, SignAssertions: h.Assertion != nil,
 		LastDiff: func() []string { d, _ := h.diffs.last.Load().([]string); return d },
 		Logger:   h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
-	})
+	}
+	h.hosts.siteOptions(&siteOpts, h, streams)
+	h.site = web.New(siteOpts)
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
@@ -265,7 +270,11 @@ func (h *Handler) onPolicyReload(audit *zap.Logger) func(policies.ReloadResult) 
 			fields = append(fields, zap.Strings("access_changes", lines))
 		}
 		if res.OK && h.runtime != nil && h.watcher != nil {
-			if n := h.runtime.Streams().CloseDenied(h.watcher.Current().Allowed); n > 0 {
+			cur := h.watcher.Current()
+			n := h.runtime.Streams().CloseDenied(cur.Allowed)
+			// A guest no longer in the policy loses what a share gave.
+			n += h.runtime.Streams().CloseIf(func(st *hub.Stream) bool { return st.Owner != "" && !cur.Known(st.User, st.Groups) })
+			if n > 0 {
 				fields = append(fields, zap.Int("streams_closed", n))
 			}
 		}
@@ -278,6 +287,10 @@ func (h *Handler) onPolicyReload(audit *zap.Logger) func(policies.ReloadResult) 
 // are never stopped by a reload or a shutdown. It is safe to call more
 // than once.
 func (h *Handler) Cleanup() error {
+	if h.hosts != nil {
+		h.hosts.close(h.Name)
+		h.hosts = nil
+	}
 	if h.watcher != nil {
 		_ = h.watcher.Close()
 		h.watcher = nil

@@ -32,6 +32,16 @@ type Visitor struct {
 	Expires time.Time
 	// Assertion, if set, is the signed identity assertion to send.
 	Assertion string
+	// Owner is whose server it is, when the visitor is not its owner (a
+	// share's guest, an admin with an access grant); Access says which
+	// ("guest", "admin"). Both reach the app as X-Hubgate-Owner and
+	// X-Hubgate-Access; empty for the owner.
+	Owner, Access string
+	// OwnerGroups are the owner's groups as the grant recorded them.
+	OwnerGroups []string
+	// Grant is the share or access grant the visit goes by; its
+	// revocation closes the visitor's websockets.
+	Grant string
 }
 
 // ProxyConfig is the per-config part of proxying.
@@ -106,6 +116,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, rt *Route, v Visit
 		r.Header["X-Hubgate-User"] = rt.userHdr
 	} else {
 		r.Header.Set("X-Hubgate-User", v.User)
+	}
+	if v.Owner != "" {
+		r.Header.Set("X-Hubgate-Owner", v.Owner)
+		r.Header.Set("X-Hubgate-Access", v.Access)
 	}
 	if p.cfg.AssertionHeader != "" {
 		r.Header.Del(p.cfg.AssertionHeader)

@@ -23,6 +23,10 @@ type Streams struct {
 type Stream struct {
 	SessionID, User, Server string
 	Groups                  []string
+	// Owner is whose server it is when the visitor is not the owner, and
+	// Grant the share or access grant it was opened under (else empty).
+	Owner, Grant string
+	OwnerGroups  []string
 	// Expires is when the session it was opened with ends (zero: never).
 	Expires time.Time
 	cancel  context.CancelFunc
@@ -35,7 +39,7 @@ func newStreams() *Streams {
 // add registers a stream of a session to one of its user's servers; the
 // returned func unregisters it.
 func (s *Streams) add(v Visitor, server string, cancel context.CancelFunc) func() {
-	st := &Stream{SessionID: v.SessionID, User: v.User, Server: server, Groups: v.Groups, Expires: v.Expires, cancel: cancel}
+	st := &Stream{SessionID: v.SessionID, User: v.User, Server: server, Groups: v.Groups, Owner: v.Owner, OwnerGroups: v.OwnerGroups, Grant: v.Grant, Expires: v.Expires, cancel: cancel}
 	s.mu.Lock()
 	s.open[st] = struct{}{}
 	s.mu.Unlock()
@@ -74,8 +78,21 @@ func (s *Streams) CloseUser(user string) int {
 
 // CloseDenied ends every stream that allowed(user, groups, server) no
 // longer permits, after a policy change.
+// A guest's stream (Owner set) is judged by the owner's right to the
+// server and the visitor's being known; its grant is checked by whoever
+// revokes it (CloseGrant).
 func (s *Streams) CloseDenied(allowed func(user string, groups []string, server string) bool) int {
-	return s.CloseIf(func(st *Stream) bool { return !allowed(st.User, st.Groups, st.Server) })
+	return s.CloseIf(func(st *Stream) bool {
+		if st.Owner != "" {
+			return !allowed(st.Owner, st.OwnerGroups, st.Server)
+		}
+		return !allowed(st.User, st.Groups, st.Server)
+	})
+}
+
+// CloseGrant ends every stream opened under a share or access grant.
+func (s *Streams) CloseGrant(id string) int {
+	return s.CloseIf(func(st *Stream) bool { return st.Grant != "" && st.Grant == id })
 }
 
 // activityWriter is the ResponseWriter given to the reverse proxy for an

@@ -39,23 +39,38 @@ func (a *Authenticator) Authenticate(r *http.Request) *session.Session {
 		}
 		a.sessions.Add(value, s)
 	}
-	if !s.Valid(time.Now()) {
+	if !a.StillValid(r, &s) {
 		return nil
+	}
+	return &s
+}
+
+// StillValid checks an opened session as Authenticate does: expiry,
+// revocation (fails closed until the records were read), the local
+// account's password unchanged, GitHub still vouching (which may update
+// s's groups). Server hosts check the hub session their cookie carries
+// with it on every request.
+func (a *Authenticator) StillValid(r *http.Request, s *session.Session) bool {
+	if !a.o.State.revoked.Ready() {
+		return false
+	}
+	if !s.Valid(time.Now()) {
+		return false
 	}
 	// Logged out (here or on another instance): a copy of the cookie
 	// taken before the logout is worthless.
 	if a.o.State.revoked.IsRevoked(s.ID) {
-		return nil
+		return false
 	}
-	if s.Provider == providerLocal && !a.localStillValid(&s) {
-		return nil
+	if s.Provider == providerLocal && !a.localStillValid(s) {
+		return false
 	}
 	// A GitHub session carries the groups of the latest re-check, and
 	// ends when GitHub no longer vouches for it.
-	if s.GitHubID != 0 && !a.githubSession(r.Context(), &s) {
-		return nil
+	if s.GitHubID != 0 && !a.githubSession(r.Context(), s) {
+		return false
 	}
-	return &s
+	return true
 }
 
 // mint makes s a new session (its ID, issue and expiry times) and sets

@@ -72,6 +72,8 @@ type LoginButton struct {
 type HomePage struct {
 	Frame
 	Servers []ServerView
+	// Sharing, with server_host, holds shares and admin access grants.
+	Sharing *SharingView
 }
 
 // ServerView is one row of the home page.
@@ -117,6 +119,8 @@ type AdminPage struct {
 	Policy  string
 	Engine  string
 	Queue   string
+	// Access, with server_host, lists shares and admin access grants.
+	Access *AdminAccessView
 }
 
 // Reload is the last policy reload as the admin page shows it.

@@ -54,6 +54,9 @@ func (s *Site) serveAdmin(w http.ResponseWriter, r *http.Request, sess *session.
 	page.Users = s.listUsers(pol, servers)
 	st := s.o.Hub.Stats()
 	page.Queue = fmt.Sprintf("%d starting, %d waiting", st.StartsRunning, st.StartsWaiting)
+	if s.o.ServerHost != nil && s.o.Shares != nil {
+		page.Access = s.adminAccessView(r)
+	}
 	return s.o.Pages.Admin(w, page)
 }
 

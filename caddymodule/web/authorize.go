@@ -9,6 +9,7 @@ import (
 
 	"github.com/hubgate/hubgate/caddymodule/reqkind"
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/caddymodule/shares"
 	"github.com/hubgate/hubgate/policies"
 )
 
@@ -85,6 +86,11 @@ type Decision struct {
 	// path.)
 	Server string
 	Image  *policies.Image
+	// Owner is whose server it is (the session's user, but for a guest or
+	// an admin with an access grant: see AuthorizeHost), and Grant the
+	// share or access grant that lets a visitor who is not the owner in.
+	Owner string
+	Grant *shares.Grant
 }
 
 func refused(status int, reason, msg string) Decision {
@@ -130,7 +136,7 @@ func Authorize(pol *policies.Policy, s *session.Session, r *http.Request, origin
 	if CrossOrigin(r, origin) {
 		return refused(http.StatusForbidden, "cross_origin", "Refused: this request came from another site.")
 	}
-	return Decision{Allow: true, Server: up.Server, Image: img}
+	return Decision{Allow: true, Server: up.Server, Image: img, Owner: s.User}
 }
 
 // CrossOrigin reports a browser request from another site that would

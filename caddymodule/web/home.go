@@ -29,7 +29,7 @@ func (s *Site) serveHome(w http.ResponseWriter, r *http.Request, sess *session.S
 		v := pages.ServerView{
 			Key:         key,
 			Description: img.Description,
-			URL:         UserPrefix(sess.User, key) + strings.TrimPrefix(img.URL, "/"),
+			URL:         s.ServerURL(r, sess.User, key) + strings.TrimPrefix(img.URL, "/"),
 			State:       "stopped",
 		}
 		rk := hub.Key(sess.User, key)
@@ -40,7 +40,11 @@ func (s *Site) serveHome(w http.ResponseWriter, r *http.Request, sess *session.S
 		}
 		servers = append(servers, v)
 	}
-	return s.o.Pages.Home(w, pages.HomePage{Frame: s.o.Login.Frame(sess, "Home"), Servers: servers})
+	page := pages.HomePage{Frame: s.o.Login.Frame(sess, "Home"), Servers: servers}
+	if s.o.ServerHost != nil && s.o.Shares != nil {
+		page.Sharing = s.sharingView(r, sess)
+	}
+	return s.o.Pages.Home(w, page)
 }
 
 // checkForm checks a state-changing form post: same-site, the session's

@@ -17,7 +17,9 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/login"
 	"github.com/hubgate/hubgate/caddymodule/pages"
+	"github.com/hubgate/hubgate/caddymodule/serverhost"
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/caddymodule/shares"
 	"github.com/hubgate/hubgate/policies"
 )
 
@@ -45,12 +47,25 @@ type Options struct {
 	Audit    *zap.Logger
 	// StartWait: see DefaultStartWait.
 	StartWait time.Duration
+	// ServerHost, if set, serves each server on a host of its own (see
+	// serverhost.go); ServerCookieTTL is its cookies' lifetime.
+	ServerHost      *serverhost.Template
+	ServerCookieTTL time.Duration
+	// Shares holds shares and admin access grants (with ServerHost);
+	// SharesEnabled lets owners share (admin access grants need only
+	// ServerHost).
+	Shares        *shares.Store
+	SharesEnabled bool
+	// GrantChanged is told of a grant revoked here, to close the
+	// websockets opened under it.
+	GrantChanged func(id string) int
 }
 
 // Site serves every path of the site hubgate is placed in.
 type Site struct {
 	o      Options
 	routes []route
+	hosts  *hostState
 }
 
 // access is who may use a route.
@@ -88,7 +103,7 @@ func New(o Options) *Site {
 	if o.StartWait <= 0 {
 		o.StartWait = DefaultStartWait
 	}
-	s := &Site{o: o}
+	s := &Site{o: o, hosts: newHostState()}
 	lg := o.Login
 	s.routes = []route{
 		// Public: the way in, and what load balancers and apps fetch.
@@ -100,12 +115,17 @@ func New(o Options) *Site {
 			return lg.ServeOAuthStart(w, r, strings.TrimPrefix(r.URL.Path, "/hub/oauth_start/"))
 		}},
 		{exact("/hub/.well-known/jwks.json"), public, s.serveJWKS},
+		// Shares of a user's own servers (sessions, with the CSRF header).
+		{prefix("/hub/api/shares"), public, s.serveSharesAPI},
 		// The API authenticates its own callers (tokens or admin sessions).
 		{prefix("/hub/api/"), public, s.serveAPI},
 		// A user's session.
 		{prefix("/user/"), user, s.serveUser},
 		{exact("/", "/hub", "/hub/", "/hub/home"), user, pageOnly(s.serveHome)},
 		{exact("/hub/stop"), user, pageOnly(s.serveStop)},
+		{exact(authorizePath), user, pageOnly(s.serveAuthorize)},
+		{exact("/hub/shares"), user, pageOnly(s.serveShares)},
+		{exact("/hub/admin/access"), admin, pageOnly(s.serveAdminAccess)},
 		// Admins.
 		{exact("/hub/admin"), admin, pageOnly(s.serveAdmin)},
 	}
@@ -131,6 +151,11 @@ func noSession(h func(http.ResponseWriter, *http.Request) error) func(http.Respo
 
 // ServeHTTP finds the route, checks its access once, and serves it.
 func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	if s.o.ServerHost != nil {
+		if owner, server, ok := s.o.ServerHost.Match(r.Host); ok {
+			return s.serveServerHost(w, r, owner, server)
+		}
+	}
 	for _, rt := range s.routes {
 		if !rt.match(r.URL.Path) {
 			continue

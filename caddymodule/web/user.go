@@ -21,6 +21,9 @@ import (
 // authenticated by the route table; here it is authorized, resolved to a
 // route (or a start in flight), and proxied.
 func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.Session) error {
+	if s.o.ServerHost != nil {
+		return s.redirectToServerHost(w, r, sess)
+	}
 	d := Authorize(s.o.Policy(), sess, r, func() string { return s.o.Login.Origin(r) })
 	if !d.Allow {
 		if d.Redirect != "" {
@@ -141,7 +144,11 @@ func (s *Site) startFailed(w http.ResponseWriter, r *http.Request, sess *session
 	if status == http.StatusServiceUnavailable && !reqkind.WantsHTML(r) {
 		w.Header().Set("Retry-After", "10")
 	}
-	page := pages.ErrorPage{Frame: s.o.Login.Frame(sess, "Server did not start"), Message: msg, Retry: UserPrefix(sess.User, d.Server)}
+	owner := sess.User
+	if d.Owner != "" {
+		owner = d.Owner
+	}
+	page := pages.ErrorPage{Frame: s.o.Login.Frame(sess, "Server did not start"), Message: msg, Retry: UserPrefix(owner, d.Server)}
 	extra := map[string]any{"status": "failed", "server": d.Server}
 	var se *hub.StartError
 	if errors.As(err, &se) {
