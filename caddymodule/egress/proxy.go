@@ -54,12 +54,17 @@ type Caller struct {
 // Callers finds the running container of a user's server.
 type Callers interface {
 	// Caller returns the running container of user's server, or an error
-	// when there is none.
-	Caller(ctx context.Context, user, server string) (Caller, error)
+	// when there is none. nonce is the one the credential names: a
+	// cached record of another container should be looked up afresh.
+	Caller(ctx context.Context, user, server, nonce string) (Caller, error)
 }
 
 // View is what one loaded config gives the proxy.
 type View struct {
+	// Credentials checks the proxy credentials (see Credential).
+	Credentials Deriver
+	// Callers finds the containers credentials name.
+	Callers Callers
 	// Policy returns the policy in force.
 	Policy func() *policies.Policy
 	// Logger receives operational logs, Audit every refusal.
@@ -72,18 +77,16 @@ type View struct {
 	// admin, its targets are trusted: the address checks below are not
 	// applied to them.
 	Resolve map[string]string
-	// Deny are address ranges the proxy never connects to, besides
-	// loopback, link-local, multicast, unspecified and the gateway host's
-	// own addresses: the containers' network.
-	Deny []netip.Prefix
 }
 
 // Proxy is the egress proxy's HTTP handler.
 type Proxy struct {
-	creds   Deriver
-	callers Callers
-	view    atomic.Pointer[View]
-	fwd     *httputil.ReverseProxy
+	view atomic.Pointer[View]
+	// deny are address ranges never connected to, besides loopback,
+	// link-local, multicast, unspecified and the gateway host's own
+	// addresses: the containers' network.
+	deny atomic.Pointer[[]netip.Prefix]
+	fwd  *httputil.ReverseProxy
 
 	localMu   sync.Mutex
 	local     []netip.Addr
@@ -93,10 +96,9 @@ type Proxy struct {
 // dialTimeout bounds connecting to an allowed host.
 const dialTimeout = 10 * time.Second
 
-// NewProxy returns a proxy that checks credentials with creds and finds
-// containers with callers. It serves nothing until SetView.
-func NewProxy(creds Deriver, callers Callers) *Proxy {
-	p := &Proxy{creds: creds, callers: callers}
+// NewProxy returns a proxy. It serves nothing until SetView.
+func NewProxy() *Proxy {
+	p := &Proxy{}
 	tr := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           p.dial,
@@ -121,6 +123,10 @@ func NewProxy(creds Deriver, callers Callers) *Proxy {
 // SetView makes v the config the proxy follows.
 func (p *Proxy) SetView(v *View) { p.view.Store(v) }
 
+// SetDeny sets address ranges the proxy never connects to (the
+// containers' own network), besides the ones it always refuses.
+func (p *Proxy) SetDeny(prefixes []netip.Prefix) { p.deny.Store(&prefixes) }
+
 // ServeHTTP serves one proxy request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v := p.view.Load()
@@ -139,7 +145,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hostport := net.JoinHostPort(host, strconv.Itoa(port))
-	claim, caller, reason := p.identify(r)
+	claim, caller, reason := p.identify(r, v)
 	if reason != "" {
 		requests.WithLabelValues(kind, "unauthenticated").Inc()
 		v.Audit.Warn("egress refused", zap.String("user", claim.User), zap.String("server", claim.Server),
@@ -183,18 +189,18 @@ func refusal(hostport, user string, teams []string) string {
 // identify checks the request's proxy credential and that the container
 // it names runs, with that credential, at the request's source address.
 // A non-empty reason says why not.
-func (p *Proxy) identify(r *http.Request) (Claim, Caller, string) {
+func (p *Proxy) identify(r *http.Request, v *View) (Claim, Caller, string) {
 	name, pass, ok := proxyAuth(r)
 	if !ok {
 		return Claim{}, Caller{}, "proxy credentials missing: use the HTTP_PROXY your server was started with"
 	}
-	claim, ok := Verify(p.creds, name, pass)
+	claim, ok := Verify(v.Credentials, name, pass)
 	if !ok {
 		return Claim{}, Caller{}, "proxy credentials not valid: use the HTTP_PROXY your server was started with"
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	c, err := p.callers.Caller(ctx, claim.User, claim.Server)
+	c, err := v.Callers.Caller(ctx, claim.User, claim.Server, claim.Nonce)
 	switch {
 	case err != nil:
 		return claim, Caller{}, "the server these credentials belong to is not running"
@@ -432,7 +438,7 @@ func (p *Proxy) dial(ctx context.Context, network, hostport string) (net.Conn, e
 		if err != nil {
 			return errForbidden{addr: address}
 		}
-		if p.forbidden(v, ap.Addr().Unmap()) {
+		if p.forbidden(ap.Addr().Unmap()) {
 			return errForbidden{addr: ap.Addr().Unmap().String()}
 		}
 		return nil
@@ -441,13 +447,13 @@ func (p *Proxy) dial(ctx context.Context, network, hostport string) (net.Conn, e
 }
 
 // forbidden reports whether a is never connected to.
-func (p *Proxy) forbidden(v *View, a netip.Addr) bool {
+func (p *Proxy) forbidden(a netip.Addr) bool {
 	if !a.IsValid() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsMulticast() ||
 		a.IsUnspecified() || a.IsInterfaceLocalMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return true
 	}
-	if v != nil {
-		for _, pfx := range v.Deny {
+	if deny := p.deny.Load(); deny != nil {
+		for _, pfx := range *deny {
 			if pfx.Contains(a) {
 				return true
 			}

@@ -34,7 +34,7 @@ func (k testDeriver) MAC(parts ...string) []byte {
 
 type testCallers map[string]Caller
 
-func (c testCallers) Caller(_ context.Context, user, server string) (Caller, error) {
+func (c testCallers) Caller(_ context.Context, user, server, _ string) (Caller, error) {
 	if v, ok := c[user+"/"+server]; ok {
 		return v, nil
 	}
@@ -91,8 +91,9 @@ func newFixture(t *testing.T) *fixture {
 		"bob/nb":   {Nonce: "n2", IP: netip.MustParseAddr("127.0.0.1"), Groups: []string{"oidc:coders"}},
 		"eve/nb":   {Nonce: "n3", IP: netip.MustParseAddr("10.9.9.9")},
 	}
-	proxy := NewProxy(key, callers)
+	proxy := NewProxy()
 	f.view = &View{
+		Credentials: key, Callers: callers,
 		Policy: f.policy.Load, Logger: zap.NewNop(), Audit: zap.New(core),
 		RepoHosts: []string{"git.test:443"},
 		Resolve: map[string]string{

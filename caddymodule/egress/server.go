@@ -28,6 +28,9 @@ type Server struct {
 	addr  string
 }
 
+// Proxy is the server's handler.
+func (s *Server) Proxy() *Proxy { return s.proxy }
+
 // NewServer returns a server for proxy; it listens once Listen is called.
 func NewServer(proxy *Proxy, logger *zap.Logger) *Server {
 	if logger == nil {
