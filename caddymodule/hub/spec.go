@@ -67,11 +67,13 @@ func (rt *Runtime) spec(ctx context.Context, req StartRequest, timeout time.Dura
 
 // safeOutput is the last n lines of a container's output with every
 // environment value longer than 8 characters that names a secret (the
-// container token, a GitHub token) replaced, for the user's error page.
+// container token, a GitHub token, the egress proxy URL with its
+// credential) replaced, for the user's error page.
 func safeOutput(logs string, env map[string]string, n int) string {
 	for k, v := range env {
 		if len(v) > 8 && (k == contract.Token || k == contract.GitHubToken || strings.Contains(strings.ToUpper(k), "SECRET") ||
-			strings.Contains(strings.ToUpper(k), "TOKEN") || strings.Contains(strings.ToUpper(k), "PASSWORD")) {
+			strings.Contains(strings.ToUpper(k), "TOKEN") || strings.Contains(strings.ToUpper(k), "PASSWORD") ||
+			strings.Contains(strings.ToUpper(k), "PROXY")) {
 			logs = strings.ReplaceAll(logs, v, "[redacted]")
 		}
 	}
