@@ -36,6 +36,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			isolate true|false
 //		}
 //		kubernetes { namespace, kubeconfig, storage_class, volume_size, ... }
+//		egress { port, listen, proxy_host, resolve, no_proxy }
 //		session_ttl <duration>
 //		start_timeout <duration>
 //		start_wait <duration>
@@ -182,6 +183,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "kubernetes":
 			if err := h.unmarshalKubernetes(d); err != nil {
+				return err
+			}
+		case "egress":
+			if err := h.unmarshalEgress(d); err != nil {
 				return err
 			}
 		case "oidc", "github", "local", "assertion":

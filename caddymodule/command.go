@@ -181,6 +181,7 @@ func whoCan(out io.Writer, args []string) (int, error) {
 	fmt.Fprintf(out, "limits: memory %s, cpus %s, pids %s\n", bytesText(g.Limits.Memory), numText(g.Limits.CPUs), numText(float64(g.Limits.Pids)))
 	fmt.Fprintf(out, "idle timeout: %s; max age: %s\n", durText(g.IdleTimeout), durText(g.MaxAge))
 	fmt.Fprintf(out, "github token to containers: %s\n", yesNo(g.GitHubToken))
+	fmt.Fprintf(out, "egress (with the egress proxy): %s\n", list(g.Egress))
 	fmt.Fprintln(out, "(several teams: union of images and repos, the largest limits, the longest timeouts)")
 	return 0, nil
 }

@@ -82,6 +82,12 @@ type Handler struct {
 	// Docker configures the Docker spawner (the default backend).
 	Docker *DockerConfig `json:"docker,omitempty"`
 
+	// Egress, if set, confines user containers to a network with no route
+	// out and runs the egress proxy, their only way out, which allows
+	// each container only its user's teams' egress: hosts. See
+	// EgressConfig.
+	Egress *EgressConfig `json:"egress,omitempty"`
+
 	// Kubernetes, if set, runs user servers as pods on a Kubernetes
 	// cluster instead of Docker containers: one pod per user and server,
 	// one PersistentVolumeClaim per user. See deploy/kubernetes.
@@ -177,6 +183,7 @@ type Handler struct {
 	Shares bool `json:"shares,omitempty"`
 
 	logger   *zap.Logger
+	egress   *egressProxy
 	diffs    *reloadDiffs
 	auditKey string
 	watcher  *policies.Watcher
@@ -261,6 +268,9 @@ func (h *Handler) applyDefaults() {
 	if h.CullInterval == 0 {
 		h.CullInterval = caddy.Duration(defaultCullInterval)
 	}
+	if h.Egress != nil {
+		h.Egress.applyDefaults()
+	}
 	h.applyAuthDefaults()
 }
 
@@ -274,6 +284,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.Kubernetes != nil {
 		if err := h.Kubernetes.validate(); err != nil {
+			return err
+		}
+	}
+	if h.Egress != nil {
+		if err := h.Egress.validate(h.Kubernetes != nil); err != nil {
 			return err
 		}
 	}

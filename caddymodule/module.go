@@ -91,11 +91,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.runtime, h.hubKey, err = h.loadRuntime(codec, audit); err != nil {
 		return err
 	}
+	if h.Egress != nil {
+		if h.egress, err = h.newEgress(codec); err != nil {
+			return err
+		}
+	}
 	h.runtime.Configure(hub.Config{
 		RouteCacheSize:      h.RouteCacheSize,
 		MaxConcurrentStarts: *h.MaxConcurrentStarts,
 		CullInterval:        time.Duration(h.CullInterval),
 		StartTimeout:        time.Duration(h.StartTimeout),
+		EgressEnv:           h.egressEnv(),
 	})
 	h.stateKey = h.Name
 	val, _, err := loginStates.LoadOrNew(h.stateKey, func() (caddy.Destructor, error) {
@@ -163,6 +169,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	if h.egress != nil {
+		if err := h.egress.start(ctx, audit); err != nil {
+			return err
+		}
+	}
+	h.warnUnenforcedEgress(w.Current())
 	// Watch last: reload callbacks use everything above.
 	if err := w.Start(ctx); err != nil {
 		return fmt.Errorf("watch policy: %w", err)
@@ -206,7 +218,7 @@ func (f auditFile) Destruct() error { return f.Close() }
 // the Kubernetes spawner. Its key is the deployment and the engine it
 // talks to, nothing else: a tunable never makes a second runtime.
 func (h *Handler) loadRuntime(tokens hub.TokenDeriver, audit *zap.Logger) (*hub.Runtime, string, error) {
-	key := fmt.Sprintf("%s|docker|%s|%s|%t", h.Name, h.Docker.Host, h.Docker.Network, *h.Docker.Isolate)
+	key := fmt.Sprintf("%s|docker|%s|%s|%t|%t", h.Name, h.Docker.Host, h.Docker.Network, *h.Docker.Isolate, h.Egress != nil)
 	if k := h.Kubernetes; k != nil {
 		key = fmt.Sprintf("%s|kubernetes|%s|%s", h.Name, k.Kubeconfig, k.Namespace)
 	}
@@ -223,10 +235,11 @@ func (h *Handler) loadRuntime(tokens hub.TokenDeriver, audit *zap.Logger) (*hub.
 			}
 		} else {
 			sp, err = docker.New(docker.Config{
-				Host:    h.Docker.Host,
-				Network: h.Docker.Network,
-				Isolate: *h.Docker.Isolate,
-				Prefix:  h.Name,
+				Host:     h.Docker.Host,
+				Network:  h.Docker.Network,
+				Isolate:  *h.Docker.Isolate,
+				Internal: h.Egress != nil,
+				Prefix:   h.Name,
 			}, logger.Named("docker"))
 			if err != nil {
 				return nil, fmt.Errorf("docker spawner: %w", err)
@@ -268,6 +281,7 @@ func (h *Handler) onPolicyReload(audit *zap.Logger) func(policies.ReloadResult) 
 			lines := policies.Diff(h.diffs.prev.Swap(cur), cur).Lines()
 			h.diffs.last.Store(lines)
 			fields = append(fields, zap.Strings("access_changes", lines))
+			h.warnUnenforcedEgress(cur)
 		}
 		if res.OK && h.runtime != nil && h.watcher != nil {
 			cur := h.watcher.Current()
@@ -302,6 +316,12 @@ func (h *Handler) Cleanup() error {
 	if h.proxy != nil {
 		_ = h.proxy.Cleanup()
 		h.proxy = nil
+	}
+	if h.egress != nil {
+		if err := h.egress.cleanup(); err != nil {
+			return fmt.Errorf("release egress proxy: %w", err)
+		}
+		h.egress = nil
 	}
 	if h.auditKey != "" {
 		if _, err := auditLogs.Delete(h.auditKey); err != nil {

@@ -56,8 +56,9 @@ type SubjectDiff struct {
 // (a limit or timeout that comes with newly gained access). What names the thing: "access", "admin",
 // "team", "image", "repo", "github_token", "local_account", "group",
 // "limits.memory", "limits.cpus", "limits.pids", "idle_timeout", "max_age",
-// or for images "image", "port", "command", "env", "home", "url"; more
-// kinds (services, egress) come with the policy fields that carry them.
+// "egress" (a host:port rule), or for images "image", "port", "command",
+// "env", "home", "url"; more kinds (services) come with the policy fields
+// that carry them.
 type Change struct {
 	What  string `json:"what"`
 	Op    string `json:"op"`
@@ -243,6 +244,7 @@ func grantChanges(o, n Grant) []Change {
 	cs = append(cs, listChanges("image", o.Images, n.Images)...)
 	cs = append(cs, listChanges("repo", o.Repos, n.Repos)...)
 	cs = append(cs, flagChange("github_token", o.GitHubToken, n.GitHubToken)...)
+	cs = append(cs, listChanges("egress", o.Egress, n.Egress)...)
 	// Limits and timeouts matter only while the user has some access: on
 	// gaining access the ones that are set are listed, on losing all of it
 	// none.
@@ -274,7 +276,7 @@ func teamGrant(t *Team) Grant {
 		return Grant{}
 	}
 	return Grant{
-		Teams: []string{t.Name}, Images: t.Images, Repos: t.Repos,
+		Teams: []string{t.Name}, Images: t.Images, Repos: t.Repos, Egress: t.Egress,
 		Limits: t.Limits, IdleTimeout: t.IdleTimeout, MaxAge: t.MaxAge,
 		GitHubToken: t.GitHubToken && len(t.Repos) > 0,
 	}

@@ -24,7 +24,7 @@ import (
 var (
 	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults"}
 	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url", "read_only", "cap_add", "pull", "node_selector", "tolerations", "extended_resources"}
-	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token"}
+	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token", "egress"}
 	limitsFields = []string{"memory", "cpus", "pids"}
 )
 
@@ -467,6 +467,8 @@ func (p *parser) team(key, n *yaml.Node, field string) {
 		case "github_token":
 			t.GitHubToken, _ = p.boolean(v, f)
 			tokenNode = v
+		case "egress":
+			t.Egress = p.egress(v, f)
 		}
 	}
 	if t.GitHubToken && len(t.Repos) == 0 {
@@ -476,6 +478,7 @@ func (p *parser) team(key, n *yaml.Node, field string) {
 	t.Groups = sortedUnique(t.Groups)
 	t.Images = sortedUnique(t.Images)
 	t.Repos = sortedUnique(t.Repos)
+	t.Egress = sortedUnique(t.Egress)
 	p.frag.teams = append(p.frag.teams, def[*Team]{name: key.Value, at: p.at(key), val: t})
 }
 

@@ -191,19 +191,28 @@ type Team struct {
 	// container (so it can clone private Repos). It is only allowed on a
 	// team with repos.
 	GitHubToken bool
+
+	// Egress are the hosts and ports the members' containers may reach
+	// through the deployment's egress proxy, as "host:port" or
+	// "*.suffix:port" (any name below suffix), lower-case, sorted and
+	// deduplicated; see egress.go. Empty means none. It is enforced only
+	// where the deployment runs the egress proxy (the hubgate directive's
+	// egress block).
+	Egress []string
 }
 
 // Grant is what a user gets from the policy.
 //
 // The rule: a user is in a team if they are one of its members or in one of
-// its groups. The grant is the union of the images and repos of every team
-// the user is in; for each limit the largest value of those teams, where 0
+// its groups. The grant is the union of the images, repos and egress
+// rules of every team the user is in; for each limit the largest value of those teams, where 0
 // (unlimited) counts as the largest; the longest idle timeout, where 0
 // (never idle-culled) counts as the longest; the longest max age, where 0
 // (no maximum) counts as the longest; and GitHubToken is true if any of
 // those teams that has repos grants it. Admin is true if the user is one of
 // the policy's admins, whether or not they are in any team. Teams, Images
-// and Repos are sorted and deduplicated, and never nil.
+// and Repos are sorted and deduplicated, and never nil; Egress is sorted
+// and deduplicated, nil when empty.
 type Grant struct {
 	// User is the canonical user name the grant is for.
 	User string
@@ -235,6 +244,10 @@ type Grant struct {
 	// GitHubToken says whether the user's GitHub token is handed to their
 	// containers.
 	GitHubToken bool
+
+	// Egress are the hosts and ports the user's containers may reach
+	// through the egress proxy: the union of their teams' egress lists.
+	Egress []string
 }
 
 // CanonicalUser returns the canonical form of a user name (lower-cased) or
@@ -350,6 +363,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 		g.Teams = append(g.Teams, t.Name)
 		g.Images = append(g.Images, t.Images...)
 		g.Repos = append(g.Repos, t.Repos...)
+		g.Egress = append(g.Egress, t.Egress...)
 		g.Limits.Memory = largest(g.Limits.Memory, t.Limits.Memory, first)
 		g.Limits.CPUs = largest(g.Limits.CPUs, t.Limits.CPUs, first)
 		g.Limits.Pids = largest(g.Limits.Pids, t.Limits.Pids, first)
@@ -362,6 +376,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 	g.Teams = sortedUnique(g.Teams)
 	g.Images = sortedUnique(g.Images)
 	g.Repos = sortedUnique(g.Repos)
+	g.Egress = sortedUnique(g.Egress)
 	return g
 }
 

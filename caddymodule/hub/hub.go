@@ -64,6 +64,10 @@ type Config struct {
 	CullInterval time.Duration
 	// StartTimeout bounds a start, from create to the app answering.
 	StartTimeout time.Duration
+	// EgressEnv, if set, returns the egress proxy's environment for a
+	// container about to be created from spec (HTTP_PROXY and the rest);
+	// an error fails the start.
+	EgressEnv func(ctx context.Context, spec spawner.Spec) (map[string]string, error)
 }
 
 // Runtime is the shared runtime of one deployment.

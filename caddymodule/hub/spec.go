@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"maps"
 	"strconv"
 	"strings"
@@ -54,6 +55,7 @@ func (rt *Runtime) spec(ctx context.Context, req StartRequest, timeout time.Dura
 			MetaMaxAge:      strconv.FormatFloat(grant.MaxAge.Seconds(), 'f', -1, 64),
 			MetaMemory:      strconv.FormatInt(grant.Limits.Memory, 10),
 			MetaCPUs:        strconv.FormatFloat(grant.Limits.CPUs, 'f', -1, 64),
+			MetaGroups:      groupsMeta(req.Groups),
 		},
 		Limits: spawner.Limits{
 			MemoryBytes: grant.Limits.Memory,
@@ -65,11 +67,13 @@ func (rt *Runtime) spec(ctx context.Context, req StartRequest, timeout time.Dura
 
 // safeOutput is the last n lines of a container's output with every
 // environment value longer than 8 characters that names a secret (the
-// container token, a GitHub token) replaced, for the user's error page.
+// container token, a GitHub token, the egress proxy URL with its
+// credential) replaced, for the user's error page.
 func safeOutput(logs string, env map[string]string, n int) string {
 	for k, v := range env {
 		if len(v) > 8 && (k == contract.Token || k == contract.GitHubToken || strings.Contains(strings.ToUpper(k), "SECRET") ||
-			strings.Contains(strings.ToUpper(k), "TOKEN") || strings.Contains(strings.ToUpper(k), "PASSWORD")) {
+			strings.Contains(strings.ToUpper(k), "TOKEN") || strings.Contains(strings.ToUpper(k), "PASSWORD") ||
+			strings.Contains(strings.ToUpper(k), "PROXY")) {
 			logs = strings.ReplaceAll(logs, v, "[redacted]")
 		}
 	}
@@ -78,6 +82,22 @@ func safeOutput(logs string, env map[string]string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// groupsMeta is groups as MetaGroups stores them.
+func groupsMeta(groups []string) string {
+	if groups == nil {
+		groups = []string{}
+	}
+	b, _ := json.Marshal(groups)
+	return string(b)
+}
+
+// GroupsFromMeta reads MetaGroups back.
+func GroupsFromMeta(meta map[string]string) []string {
+	var groups []string
+	_ = json.Unmarshal([]byte(meta[MetaGroups]), &groups)
+	return groups
 }
 
 func tolerations(ts []policies.Toleration) []spawner.Toleration {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,7 @@ const (
 	StepQueued  = "waiting for a free start slot"
 	StepRepos   = "syncing the team's repos"
 	StepWaiting = "waiting for the app to answer"
+	StepEgress  = "preparing the egress proxy"
 )
 
 func (st *Start) step(s string) {
@@ -88,6 +90,10 @@ type StartRequest struct {
 	Image *policies.Image
 	// Grant is what the policy gives the user.
 	Grant policies.Grant
+	// Groups are the user's identity-provider groups, stored with the
+	// container (MetaGroups) for the egress proxy, which applies the
+	// policy in force to them on each request.
+	Groups []string
 	// Prefix is the URL path prefix the server is served under; the
 	// readiness probe asks for it and the container learns it.
 	Prefix string
@@ -183,6 +189,8 @@ const (
 	MetaMaxAge      = "max_age_s"
 	MetaMemory      = "memory"
 	MetaCPUs        = "cpus"
+	// MetaGroups holds StartRequest.Groups, as a JSON list.
+	MetaGroups = "groups"
 )
 
 // spawn starts the user's server and waits until the app answers.
@@ -200,6 +208,15 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 	fields := []zap.Field{zap.String("user", req.User), zap.String("server", req.Server), zap.String("image", req.Image.Image)}
 	if req.By != "" && req.By != req.User {
 		fields = append(fields, zap.String("by", req.By))
+	}
+	if f := rt.Configured().EgressEnv; f != nil {
+		st.step(StepEgress)
+		env, err := f(ctx, spec)
+		if err != nil {
+			rt.audit.Error("spawn failed", append(fields, zap.String("reason", "egress"), zap.Error(err))...)
+			return nil, &StartError{Step: StepEgress, Err: fmt.Errorf("egress proxy for %s/%s: %w", req.User, req.Server, err)}
+		}
+		maps.Copy(spec.Env, env)
 	}
 	inst, err := rt.spawner.Ensure(ctx, spec)
 	if err != nil {

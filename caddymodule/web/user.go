@@ -99,7 +99,7 @@ func (s *Site) resolve(w http.ResponseWriter, r *http.Request, sess *session.Ses
 func (s *Site) startRequest(sess *session.Session, d Decision, grant policies.Grant) hub.StartRequest {
 	lg := s.o.Login
 	return hub.StartRequest{
-		User: sess.User, Server: d.Server, Image: d.Image, Grant: grant,
+		User: sess.User, Server: d.Server, Image: d.Image, Grant: grant, Groups: sess.Groups,
 		Prefix: UserPrefix(sess.User, d.Server), By: sess.User,
 		IdentityEnv: func(ctx context.Context) map[string]string { return lg.ContainerEnv(ctx, sess, grant) },
 	}

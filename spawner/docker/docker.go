@@ -70,6 +70,13 @@ type Config struct {
 	// reach each other; the host, and so the gateway, still reaches them.
 	Isolate bool
 
+	// Internal, when the network is created by hubgate, makes it a Docker
+	// internal network: no route out of it, only its own subnet and the
+	// host's address on it (where the egress proxy listens). An existing
+	// network that is not internal is refused rather than used, so that
+	// containers never start with a way out the admin did not intend.
+	Internal bool
+
 	// Prefix starts every container and volume name and is the value of the
 	// hubgate.deployment label, so several deployments (or test runs) can
 	// share an engine. It must match [a-z0-9][a-z0-9-]* and be at most 40

@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 	"time"
 
@@ -53,8 +54,9 @@ func (s *Spawner) ensureNetwork(ctx context.Context, image string) error {
 	}
 
 	opts := network.CreateOptions{
-		Driver: "bridge",
-		Labels: map[string]string{LabelDeployment: s.cfg.Prefix},
+		Driver:   "bridge",
+		Internal: s.cfg.Internal,
+		Labels:   map[string]string{LabelDeployment: s.cfg.Prefix},
 	}
 	if s.cfg.Isolate {
 		opts.Options = map[string]string{iccOption: "false"}
@@ -69,7 +71,7 @@ func (s *Spawner) ensureNetwork(ctx context.Context, image string) error {
 		return fmt.Errorf("create network %s: %w", name, err)
 	default:
 		s.log.Info("created network", zap.String("network", name),
-			zap.String("network_id", resp.ID), zap.Bool("isolate", s.cfg.Isolate))
+			zap.String("network_id", resp.ID), zap.Bool("isolate", s.cfg.Isolate), zap.Bool("internal", s.cfg.Internal))
 	}
 	id, err := s.canonicalNetwork(ctx)
 	if err != nil {
@@ -109,6 +111,10 @@ func (s *Spawner) canonicalNetwork(ctx context.Context) (string, error) {
 		return same[i].ID < same[j].ID
 	})
 	keep := same[0]
+	if s.cfg.Internal && !keep.Internal {
+		return "", fmt.Errorf("network %s is not an internal network, so its containers have a route out around the egress proxy: "+
+			"remove it (docker network rm %s, once no container uses it) and hubgate creates it internal, or configure another network name", name, name)
+	}
 	if s.cfg.Isolate && keep.Options[iccOption] != "false" {
 		s.log.Warn("existing network allows traffic between containers; isolation is off", zap.String("network", name))
 	}
@@ -190,4 +196,38 @@ func (s *Spawner) lockNetwork(ctx context.Context, image string) (func(), error)
 			return nil, err
 		}
 	}
+}
+
+// NetworkGateway returns the host's address on the deployment's network
+// (its IPAM gateway, where the host listens for the containers) and the
+// network's subnet. With image non-empty the network is created first if
+// it is missing (image, present on the engine, serves the creation lock);
+// with image empty a missing network is spawner.ErrNotFound.
+func (s *Spawner) NetworkGateway(ctx context.Context, image string) (netip.Addr, netip.Prefix, error) {
+	if image != "" {
+		if err := s.ensureNetwork(ctx, image); err != nil {
+			return netip.Addr{}, netip.Prefix{}, engineErr(err)
+		}
+	}
+	ictx, cancel := s.apiCtx(ctx)
+	n, err := s.cli.NetworkInspect(ictx, s.networkRef(), network.InspectOptions{})
+	cancel()
+	if cerrdefs.IsNotFound(err) {
+		s.forgetNetwork()
+		return netip.Addr{}, netip.Prefix{}, fmt.Errorf("%w: network %s", spawner.ErrNotFound, s.cfg.Network)
+	}
+	if err != nil {
+		return netip.Addr{}, netip.Prefix{}, engineErr(fmt.Errorf("inspect network %s: %w", s.cfg.Network, err))
+	}
+	if s.cfg.Internal && !n.Internal {
+		return netip.Addr{}, netip.Prefix{}, fmt.Errorf("network %s is not an internal network", s.cfg.Network)
+	}
+	for _, c := range n.IPAM.Config {
+		gw, gerr := netip.ParseAddr(c.Gateway)
+		pfx, perr := netip.ParsePrefix(c.Subnet)
+		if gerr == nil && perr == nil && gw.Is4() {
+			return gw, pfx, nil
+		}
+	}
+	return netip.Addr{}, netip.Prefix{}, fmt.Errorf("network %s has no IPv4 gateway address", s.cfg.Network)
 }
