@@ -50,6 +50,9 @@ type Policy struct {
 	// stored; see LookupAPIToken.
 	APITokens map[string]string
 
+	// Services are the team services, by name (see Service).
+	Services map[string]*Service
+
 	// DefaultLimits are the limits of teams that do not set them, field by
 	// field: the policy's defaults.limits, where a field it leaves out (or
 	// a policy without defaults) takes the built-in DefaultMemory and
@@ -191,6 +194,9 @@ type Team struct {
 	// container (so it can clone private Repos). It is only allowed on a
 	// team with repos.
 	GitHubToken bool
+
+	// services are the services naming the team, sorted (derived).
+	services []string
 }
 
 // Grant is what a user gets from the policy.
@@ -235,6 +241,9 @@ type Grant struct {
 	// GitHubToken says whether the user's GitHub token is handed to their
 	// containers.
 	GitHubToken bool
+
+	// Services are the team services the user may use (nil: none).
+	Services []string
 }
 
 // CanonicalUser returns the canonical form of a user name (lower-cased) or
@@ -350,6 +359,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 		g.Teams = append(g.Teams, t.Name)
 		g.Images = append(g.Images, t.Images...)
 		g.Repos = append(g.Repos, t.Repos...)
+		g.Services = append(g.Services, t.services...)
 		g.Limits.Memory = largest(g.Limits.Memory, t.Limits.Memory, first)
 		g.Limits.CPUs = largest(g.Limits.CPUs, t.Limits.CPUs, first)
 		g.Limits.Pids = largest(g.Limits.Pids, t.Limits.Pids, first)
@@ -362,6 +372,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 	g.Teams = sortedUnique(g.Teams)
 	g.Images = sortedUnique(g.Images)
 	g.Repos = sortedUnique(g.Repos)
+	g.Services = sortedUnique(g.Services)
 	return g
 }
 
