@@ -27,6 +27,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/pages"
 	_ "github.com/hubgate/hubgate/caddymodule/redisstorage" // the storage module for replicas without a shared folder
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/caddymodule/tokens"
 	"github.com/hubgate/hubgate/caddymodule/web"
 	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner"
@@ -146,15 +147,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Assertion != nil {
 		assertionHeader = h.Assertion.Header
 	}
-	if h.proxy, err = hub.NewProxy(ctx, h.runtime, hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader, StripHeaders: h.StripHeaders}); err != nil {
+	proxyConfig := hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader, StripHeaders: h.StripHeaders}
+	if h.proxy, err = hub.NewProxy(ctx, h.runtime, proxyConfig); err != nil {
 		return err
 	}
+	if h.services, err = hub.NewServiceProxy(ctx, h.runtime, proxyConfig); err != nil {
+		return err
+	}
+	personalTokens := tokens.New(ctx.Storage(), prefix, 0)
 	h.site = web.New(web.Options{
 		Login: h.login, Hub: h.runtime, Proxy: h.proxy, Pages: pg,
 		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer, SignAssertions: h.Assertion != nil,
 		LastDiff: func() []string { d, _ := h.diffs.last.Load().([]string); return d },
 		Logger:   h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
+		Tokens: personalTokens, Services: h.services,
 	})
+	go closeRevokedTokenStreams(ctx, h.site, personalTokens.CacheTTL(), audit)
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
@@ -265,7 +273,7 @@ func (h *Handler) onPolicyReload(audit *zap.Logger) func(policies.ReloadResult) 
 			fields = append(fields, zap.Strings("access_changes", lines))
 		}
 		if res.OK && h.runtime != nil && h.watcher != nil {
-			if n := h.runtime.Streams().CloseDenied(h.watcher.Current().Allowed); n > 0 {
+			if n := h.runtime.Streams().CloseDenied(h.watcher.Current().Reaches); n > 0 {
 				fields = append(fields, zap.Int("streams_closed", n))
 			}
 		}
@@ -289,6 +297,10 @@ func (h *Handler) Cleanup() error {
 	if h.proxy != nil {
 		_ = h.proxy.Cleanup()
 		h.proxy = nil
+	}
+	if h.services != nil {
+		_ = h.services.Cleanup()
+		h.services = nil
 	}
 	if h.auditKey != "" {
 		if _, err := auditLogs.Delete(h.auditKey); err != nil {

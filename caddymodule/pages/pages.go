@@ -72,6 +72,10 @@ type LoginButton struct {
 type HomePage struct {
 	Frame
 	Servers []ServerView
+	// Services are the team services the user may use (tokens.go).
+	Services []ServiceLink
+	// Tokens is the personal-token section (tokens.go).
+	Tokens TokenSection
 }
 
 // ServerView is one row of the home page.

@@ -18,6 +18,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/login"
 	"github.com/hubgate/hubgate/caddymodule/pages"
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/caddymodule/tokens"
 	"github.com/hubgate/hubgate/policies"
 )
 
@@ -45,6 +46,10 @@ type Options struct {
 	Audit    *zap.Logger
 	// StartWait: see DefaultStartWait.
 	StartWait time.Duration
+	// Tokens keeps personal API tokens; nil: none are accepted or made.
+	Tokens *tokens.Store
+	// Services proxies to the policy's team services; nil: none served.
+	Services *hub.ServiceProxy
 }
 
 // Site serves every path of the site hubgate is placed in.
@@ -104,8 +109,11 @@ func New(o Options) *Site {
 		{prefix("/hub/api/"), public, s.serveAPI},
 		// A user's session.
 		{prefix("/user/"), user, s.serveUser},
+		{prefix("/services/"), user, s.serveService},
 		{exact("/", "/hub", "/hub/", "/hub/home"), user, pageOnly(s.serveHome)},
 		{exact("/hub/stop"), user, pageOnly(s.serveStop)},
+		{exact("/hub/tokens"), user, pageOnly(s.serveNewToken)},
+		{exact("/hub/tokens/revoke"), user, pageOnly(s.serveRevokeToken)},
 		// Admins.
 		{exact("/hub/admin"), admin, pageOnly(s.serveAdmin)},
 	}
@@ -137,6 +145,14 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		}
 		if rt.access == public {
 			return rt.serve(w, r, nil)
+		}
+		if cred, ok := personalToken(r); ok && s.o.Tokens != nil && acceptsToken(r.URL.Path) {
+			// A token request: the token alone says who it is (bearer.go).
+			sess, r, err := s.tokenSession(w, r, cred)
+			if sess == nil {
+				return err
+			}
+			return rt.serve(w, r, sess)
 		}
 		sess := s.o.Login.Authenticate(r)
 		if sess == nil {
