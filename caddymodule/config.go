@@ -193,6 +193,7 @@ type Handler struct {
 	stateKey string
 	login    *login.Authenticator
 	proxy    *hub.Proxy
+	services *hub.ServiceProxy
 	site     *web.Site
 	hosts    *serverHosts
 }

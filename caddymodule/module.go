@@ -27,6 +27,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/pages"
 	_ "github.com/hubgate/hubgate/caddymodule/redisstorage" // the storage module for replicas without a shared folder
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/caddymodule/tokens"
 	"github.com/hubgate/hubgate/caddymodule/web"
 	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner"
@@ -152,20 +153,27 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Assertion != nil {
 		assertionHeader = h.Assertion.Header
 	}
-	if h.proxy, err = hub.NewProxy(ctx, h.runtime, hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader, StripHeaders: h.StripHeaders}); err != nil {
+	proxyConfig := hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader, StripHeaders: h.StripHeaders}
+	if h.proxy, err = hub.NewProxy(ctx, h.runtime, proxyConfig); err != nil {
 		return err
 	}
 	if h.hosts, err = h.provisionServerHosts(ctx, prefix, streams, w.Current, audit); err != nil {
 		return err
 	}
+	if h.services, err = hub.NewServiceProxy(ctx, h.runtime, proxyConfig); err != nil {
+		return err
+	}
+	personalTokens := tokens.New(ctx.Storage(), prefix, 0)
 	siteOpts := web.Options{
 		Login: h.login, Hub: h.runtime, Proxy: h.proxy, Pages: pg,
 		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer, SignAssertions: h.Assertion != nil,
 		LastDiff: func() []string { d, _ := h.diffs.last.Load().([]string); return d },
 		Logger:   h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
+		Tokens: personalTokens, Services: h.services,
 	}
 	h.hosts.siteOptions(&siteOpts, h, streams)
 	h.site = web.New(siteOpts)
+	go closeRevokedTokenStreams(ctx, h.site, personalTokens.CacheTTL(), audit)
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
@@ -285,7 +293,7 @@ func (h *Handler) onPolicyReload(audit *zap.Logger) func(policies.ReloadResult) 
 		}
 		if res.OK && h.runtime != nil && h.watcher != nil {
 			cur := h.watcher.Current()
-			n := h.runtime.Streams().CloseDenied(cur.Allowed)
+			n := h.runtime.Streams().CloseDenied(cur.Reaches)
 			// A guest no longer in the policy loses what a share gave.
 			n += h.runtime.Streams().CloseIf(func(st *hub.Stream) bool { return st.Owner != "" && !cur.Known(st.User, st.Groups) })
 			if n > 0 {
@@ -316,6 +324,10 @@ func (h *Handler) Cleanup() error {
 	if h.proxy != nil {
 		_ = h.proxy.Cleanup()
 		h.proxy = nil
+	}
+	if h.services != nil {
+		_ = h.services.Cleanup()
+		h.services = nil
 	}
 	if h.egress != nil {
 		if err := h.egress.cleanup(); err != nil {

@@ -25,6 +25,8 @@ type PolicyDiff struct {
 	Images []SubjectDiff `json:"images"`
 	// APITokens are the API tokens added, removed or replaced.
 	APITokens []SubjectDiff `json:"api_tokens"`
+	// Services are the team services added, removed or changed.
+	Services []SubjectDiff `json:"services"`
 }
 
 // UserDiff is what one named user gains or loses.
@@ -56,9 +58,9 @@ type SubjectDiff struct {
 // (a limit or timeout that comes with newly gained access). What names the thing: "access", "admin",
 // "team", "image", "repo", "github_token", "local_account", "group",
 // "limits.memory", "limits.cpus", "limits.pids", "idle_timeout", "max_age",
-// "egress" (a host:port rule), or for images "image", "port", "command",
-// "env", "home", "url"; more kinds (services) come with the policy fields
-// that carry them.
+// "egress" (a host:port rule), "service", or for images "image", "port",
+// "command", "env", "home", "url", for services "service", "url", "team",
+// "strip_prefix".
 type Change struct {
 	What  string `json:"what"`
 	Op    string `json:"op"`
@@ -92,7 +94,7 @@ func (c Change) String() string {
 
 // Empty reports whether the change alters nobody's access.
 func (d PolicyDiff) Empty() bool {
-	return len(d.Users) == 0 && len(d.Teams) == 0 && len(d.Images) == 0 && len(d.APITokens) == 0
+	return len(d.Users) == 0 && len(d.Teams) == 0 && len(d.Images) == 0 && len(d.APITokens) == 0 && len(d.Services) == 0
 }
 
 // Lines renders the diff one subject per line, in a stable order: users,
@@ -127,6 +129,9 @@ func (d PolicyDiff) Lines() []string {
 	for _, a := range d.APITokens {
 		out = append(out, "api token "+a.Name+": "+joinChanges(a.Changes))
 	}
+	for _, s := range d.Services {
+		out = append(out, "service "+s.Name+": "+joinChanges(s.Changes))
+	}
 	if len(d.Teams) > 0 {
 		out = append(out, "note: users in a team only through a group cannot be listed; the team lines say what such users gain or lose from that team")
 	}
@@ -157,7 +162,7 @@ func Diff(old, new *Policy) PolicyDiff {
 		new = &Policy{}
 		new.index()
 	}
-	d := PolicyDiff{Users: []UserDiff{}, Teams: []TeamDiff{}, Images: []SubjectDiff{}, APITokens: []SubjectDiff{}}
+	d := PolicyDiff{Users: []UserDiff{}, Teams: []TeamDiff{}, Images: []SubjectDiff{}, APITokens: []SubjectDiff{}, Services: []SubjectDiff{}}
 	for _, u := range namedUsers(old, new) {
 		if cs := userChanges(old, new, u); len(cs) > 0 {
 			d.Users = append(d.Users, UserDiff{User: u, Changes: cs})
@@ -188,6 +193,11 @@ func Diff(old, new *Policy) PolicyDiff {
 			continue
 		}
 		d.APITokens = append(d.APITokens, SubjectDiff{Name: name, Changes: []Change{c}})
+	}
+	for _, name := range unionKeys(old.Services, new.Services) {
+		if cs := serviceChanges(old.Services[name], new.Services[name]); len(cs) > 0 {
+			d.Services = append(d.Services, SubjectDiff{Name: name, Changes: cs})
+		}
 	}
 	return d
 }
@@ -243,6 +253,7 @@ func grantChanges(o, n Grant) []Change {
 	var cs []Change
 	cs = append(cs, listChanges("image", o.Images, n.Images)...)
 	cs = append(cs, listChanges("repo", o.Repos, n.Repos)...)
+	cs = append(cs, listChanges("service", o.Services, n.Services)...)
 	cs = append(cs, flagChange("github_token", o.GitHubToken, n.GitHubToken)...)
 	cs = append(cs, listChanges("egress", o.Egress, n.Egress)...)
 	// Limits and timeouts matter only while the user has some access: on
@@ -276,7 +287,7 @@ func teamGrant(t *Team) Grant {
 		return Grant{}
 	}
 	return Grant{
-		Teams: []string{t.Name}, Images: t.Images, Repos: t.Repos, Egress: t.Egress,
+		Teams: []string{t.Name}, Images: t.Images, Repos: t.Repos, Egress: t.Egress, Services: t.services,
 		Limits: t.Limits, IdleTimeout: t.IdleTimeout, MaxAge: t.MaxAge,
 		GitHubToken: t.GitHubToken && len(t.Repos) > 0,
 	}

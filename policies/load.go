@@ -149,6 +149,7 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 		Images:    make(map[string]*Image),
 		Teams:     make(map[string]*Team),
 		APITokens: make(map[string]string),
+		Services:  make(map[string]*Service),
 		Files:     slices.Clone(files),
 	}
 	var probs Errors
@@ -157,12 +158,13 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 		probs = append(probs, Problem{File: at.file, Line: at.line, Field: field,
 			Message: fmt.Sprintf("defined twice (also at %s)", first)})
 	}
-	accountAt, imageAt, teamAt, tokenAt := map[string]pos{}, map[string]pos{}, map[string]pos{}, map[string]pos{}
+	accountAt, imageAt, teamAt, tokenAt, serviceAt := map[string]pos{}, map[string]pos{}, map[string]pos{}, map[string]pos{}, map[string]pos{}
 	for _, f := range frags {
 		p.Admins = append(p.Admins, f.admins...)
 		addOnce(p.Accounts, accountAt, "accounts", f.accounts, twice, nil)
 		addOnce(p.Images, imageAt, "images", f.images, twice, nil)
 		addOnce(p.Teams, teamAt, "teams", f.teams, twice, nil)
+		addOnce(p.Services, serviceAt, "services", f.services, twice, nil)
 		addOnce(p.APITokens, tokenAt, "api_tokens", f.tokens, twice, func(d def[string]) bool {
 			if other, dup := tokenHashAt[d.val]; dup {
 				probs = append(probs, Problem{File: d.at.file, Line: d.at.line, Field: joinField("api_tokens", d.name),
@@ -207,9 +209,11 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 			probs = append(probs, Problem{File: r.at.file, Line: r.at.line, Field: r.field, Message: msg})
 		}
 	}
+	probs = append(probs, checkTeamRefs(p, frags)...)
 	if len(probs) > 0 {
 		return nil, probs
 	}
+	p.teamServices()
 	p.Admins = sortedUnique(p.Admins)
 	if p.Admins == nil {
 		p.Admins = []string{}

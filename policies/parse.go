@@ -22,7 +22,7 @@ import (
 
 // The fields each mapping of the policy file may have.
 var (
-	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults"}
+	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults", "services"}
 	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url", "read_only", "cap_add", "pull", "node_selector", "tolerations", "extended_resources"}
 	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token", "egress"}
 	limitsFields = []string{"memory", "cpus", "pids"}
@@ -77,6 +77,8 @@ type fragment struct {
 	refs     []imageRef
 	defaults []def[limitsDef]
 	teamSet  map[*Team]limitsSet // which limits each team wrote
+	services []def[*Service]
+	teamRefs []teamRef
 }
 
 // parser walks one YAML document and collects its contents and problems.
@@ -257,6 +259,10 @@ func (p *parser) top(root *yaml.Node) {
 			p.tokens(e.val, field)
 		case "defaults":
 			p.defaults(e.key, e.val, field)
+		case "services":
+			for _, s := range p.entries(e.val, field) {
+				p.service(s.key, s.val, joinField(field, s.key.Value))
+			}
 		}
 	}
 }

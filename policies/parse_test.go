@@ -72,7 +72,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "top level is a list",
 			yaml: "- monika\n",
-			want: []string{"policy.yaml:1: expected a mapping with admins, accounts, images, teams, api_tokens, defaults at the top level, got a list"},
+			want: []string{"policy.yaml:1: expected a mapping with admins, accounts, images, teams, api_tokens, defaults, services at the top level, got a list"},
 		},
 		{
 			name: "unknown fields at every level, with suggestions",

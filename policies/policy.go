@@ -50,6 +50,9 @@ type Policy struct {
 	// stored; see LookupAPIToken.
 	APITokens map[string]string
 
+	// Services are the team services, by name (see Service).
+	Services map[string]*Service
+
 	// DefaultLimits are the limits of teams that do not set them, field by
 	// field: the policy's defaults.limits, where a field it leaves out (or
 	// a policy without defaults) takes the built-in DefaultMemory and
@@ -199,6 +202,8 @@ type Team struct {
 	// where the deployment runs the egress proxy (the hubgate directive's
 	// egress block).
 	Egress []string
+	// services are the services naming the team, sorted (derived).
+	services []string
 }
 
 // Grant is what a user gets from the policy.
@@ -248,6 +253,8 @@ type Grant struct {
 	// Egress are the hosts and ports the user's containers may reach
 	// through the egress proxy: the union of their teams' egress lists.
 	Egress []string
+	// Services are the team services the user may use (nil: none).
+	Services []string
 }
 
 // CanonicalUser returns the canonical form of a user name (lower-cased) or
@@ -364,6 +371,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 		g.Images = append(g.Images, t.Images...)
 		g.Repos = append(g.Repos, t.Repos...)
 		g.Egress = append(g.Egress, t.Egress...)
+		g.Services = append(g.Services, t.services...)
 		g.Limits.Memory = largest(g.Limits.Memory, t.Limits.Memory, first)
 		g.Limits.CPUs = largest(g.Limits.CPUs, t.Limits.CPUs, first)
 		g.Limits.Pids = largest(g.Limits.Pids, t.Limits.Pids, first)
@@ -377,6 +385,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 	g.Images = sortedUnique(g.Images)
 	g.Repos = sortedUnique(g.Repos)
 	g.Egress = sortedUnique(g.Egress)
+	g.Services = sortedUnique(g.Services)
 	return g
 }
 

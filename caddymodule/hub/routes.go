@@ -13,11 +13,11 @@ import (
 
 // Route is a running user server the gateway can proxy to.
 type Route struct {
-	key       string
-	user      string
-	server    string
-	inst      spawner.Instance
-	auth      string // the Authorization header value sent upstream
+	key    string
+	user   string
+	server string
+	inst   spawner.Instance
+	auth   string // the Authorization header value sent upstream
 	// authHdr and userHdr are the header values sent upstream, made
 	// once: Caddy's proxy clones the request's header before it changes
 	// anything, so the slices are never written.
@@ -52,11 +52,11 @@ func ContainerToken(tokens TokenDeriver, nonce string) string {
 
 func (rt *Runtime) newRoute(inst spawner.Instance) *Route {
 	r := &Route{
-		key:       Key(inst.User, inst.Server),
-		user:      inst.User,
-		server:    inst.Server,
-		inst:      inst,
-		auth:      "token " + ContainerToken(rt.tokens, inst.Nonce),
+		key:    Key(inst.User, inst.Server),
+		user:   inst.User,
+		server: inst.Server,
+		inst:   inst,
+		auth:   "token " + ContainerToken(rt.tokens, inst.Nonce),
 	}
 	r.authHdr, r.userHdr = []string{r.auth}, []string{inst.User}
 	r.touch()

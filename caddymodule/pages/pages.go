@@ -74,6 +74,10 @@ type HomePage struct {
 	Servers []ServerView
 	// Sharing, with server_host, holds shares and admin access grants.
 	Sharing *SharingView
+	// Services are the team services the user may use (tokens.go).
+	Services []ServiceLink
+	// Tokens is the personal-token section (tokens.go).
+	Tokens TokenSection
 }
 
 // ServerView is one row of the home page.

@@ -12,6 +12,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/pages"
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/caddymodule/tokens"
 	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner"
 )
@@ -30,6 +31,9 @@ func (s *Site) apiCaller(w http.ResponseWriter, r *http.Request, pol *policies.P
 			return "", false, s.apiRefuse(w, r, nil, http.StatusUnauthorized, "malformed Authorization header", "bad_token")
 		}
 		name, ok := pol.LookupAPIToken(strings.TrimSpace(tok))
+		if !ok && tokens.IsToken(strings.TrimSpace(tok)) {
+			return "", false, s.apiRefuse(w, r, nil, http.StatusForbidden, "a personal token reaches only its owner's part of the API (/hub/api/user, /hub/api/users/{name}/...)", "token_scope")
+		}
 		if !ok {
 			return "", false, s.apiRefuse(w, r, nil, http.StatusUnauthorized, "unknown API token", "bad_token")
 		}
@@ -66,6 +70,9 @@ func (s *Site) apiRefuse(w http.ResponseWriter, r *http.Request, sess *session.S
 //	DELETE /hub/api/servers/{user}/{server}  stop one (volume kept)
 //	GET    /hub/api/users                    every user the gateway knows
 func (s *Site) serveAPI(w http.ResponseWriter, r *http.Request, _ *session.Session) error {
+	if handled, err := s.serveUserAPI(w, r); handled {
+		return err // the user's part, on JupyterHub's paths (userapi.go)
+	}
 	pol := s.o.Policy()
 	caller, ok, err := s.apiCaller(w, r, pol)
 	if !ok {

@@ -26,6 +26,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/login"
 	"github.com/hubgate/hubgate/caddymodule/pages"
 	"github.com/hubgate/hubgate/caddymodule/session"
+	"github.com/hubgate/hubgate/caddymodule/tokens"
 	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner/spawnertest"
 )
@@ -41,6 +42,7 @@ type fixture struct {
 	codec   *session.Codec
 	policy  string // the policy file
 	watcher *policies.Watcher
+	tokens  *tokens.Store
 }
 
 const testPolicy = `admins: [admin]
@@ -125,9 +127,16 @@ func newFixtureWithStorage(t testing.TB, startWait time.Duration, store certmagi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proxy.Cleanup() })
+	services, err := hub.NewServiceProxy(caddyContext(t), f.hub, hub.ProxyConfig{MaxIdleConnsPerHost: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = services.Cleanup() })
+	f.tokens = tokens.New(store, "hubgate/t", time.Minute)
 	f.site = New(Options{
 		Login: f.login, Hub: f.hub, Proxy: proxy, Pages: pg, Policy: f.watcher.Current,
 		PolicyStatus: f.watcher.LastResult, Logger: zap.NewNop(), Audit: zap.NewNop(), StartWait: startWait,
+		Tokens: f.tokens, Services: services,
 	})
 	return f
 }

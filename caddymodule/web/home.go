@@ -44,6 +44,7 @@ func (s *Site) serveHome(w http.ResponseWriter, r *http.Request, sess *session.S
 	if s.o.ServerHost != nil && s.o.Shares != nil {
 		page.Sharing = s.sharingView(r, sess)
 	}
+	s.homeExtras(r, pol, sess, grant, &page)
 	return s.o.Pages.Home(w, page)
 }
 

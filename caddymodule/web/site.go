@@ -20,6 +20,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/serverhost"
 	"github.com/hubgate/hubgate/caddymodule/session"
 	"github.com/hubgate/hubgate/caddymodule/shares"
+	"github.com/hubgate/hubgate/caddymodule/tokens"
 	"github.com/hubgate/hubgate/policies"
 )
 
@@ -59,6 +60,10 @@ type Options struct {
 	// GrantChanged is told of a grant revoked here, to close the
 	// websockets opened under it.
 	GrantChanged func(id string) int
+	// Tokens keeps personal API tokens; nil: none are accepted or made.
+	Tokens *tokens.Store
+	// Services proxies to the policy's team services; nil: none served.
+	Services *hub.ServiceProxy
 }
 
 // Site serves every path of the site hubgate is placed in.
@@ -121,11 +126,14 @@ func New(o Options) *Site {
 		{prefix("/hub/api/"), public, s.serveAPI},
 		// A user's session.
 		{prefix("/user/"), user, s.serveUser},
+		{prefix("/services/"), user, s.serveService},
 		{exact("/", "/hub", "/hub/", "/hub/home"), user, pageOnly(s.serveHome)},
 		{exact("/hub/stop"), user, pageOnly(s.serveStop)},
 		{exact(authorizePath), user, pageOnly(s.serveAuthorize)},
 		{exact("/hub/shares"), user, pageOnly(s.serveShares)},
 		{exact("/hub/admin/access"), admin, pageOnly(s.serveAdminAccess)},
+		{exact("/hub/tokens"), user, pageOnly(s.serveNewToken)},
+		{exact("/hub/tokens/revoke"), user, pageOnly(s.serveRevokeToken)},
 		// Admins.
 		{exact("/hub/admin"), admin, pageOnly(s.serveAdmin)},
 	}
@@ -162,6 +170,14 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		}
 		if rt.access == public {
 			return rt.serve(w, r, nil)
+		}
+		if cred, ok := personalToken(r); ok && s.o.Tokens != nil && acceptsToken(r.URL.Path) {
+			// A token request: the token alone says who it is (bearer.go).
+			sess, r, err := s.tokenSession(w, r, cred)
+			if sess == nil {
+				return err
+			}
+			return rt.serve(w, r, sess)
 		}
 		sess := s.o.Login.Authenticate(r)
 		if sess == nil {

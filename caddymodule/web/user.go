@@ -36,6 +36,9 @@ func (s *Site) serveUser(w http.ResponseWriter, r *http.Request, sess *session.S
 		}
 		return s.refuse(w, r, sess, d.Status, d.Message, d.Reason, zap.String("server", d.Server), zap.String("origin", r.Header.Get("Origin")))
 	}
+	if !tokenReaches(r, d.Server) {
+		return s.refuse(w, r, sess, http.StatusForbidden, "This token reaches only the server "+requestToken(r).Server+".", "token_scope", zap.String("server", d.Server))
+	}
 	rt, cached, done, err := s.resolve(w, r, sess, d)
 	if done {
 		return err
