@@ -22,9 +22,9 @@ import (
 
 // The fields each mapping of the policy file may have.
 var (
-	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults"}
+	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults", "retention"}
 	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url", "read_only", "cap_add", "pull", "node_selector", "tolerations", "extended_resources"}
-	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token"}
+	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token", "storage"}
 	limitsFields = []string{"memory", "cpus", "pids"}
 )
 
@@ -77,6 +77,8 @@ type fragment struct {
 	refs     []imageRef
 	defaults []def[limitsDef]
 	teamSet  map[*Team]limitsSet // which limits each team wrote
+	// retention is the top-level retention (see storage.go).
+	retention []def[time.Duration]
 }
 
 // parser walks one YAML document and collects its contents and problems.
@@ -257,6 +259,8 @@ func (p *parser) top(root *yaml.Node) {
 			p.tokens(e.val, field)
 		case "defaults":
 			p.defaults(e.key, e.val, field)
+		case "retention":
+			p.retention(e.key, e.val, field)
 		}
 	}
 }
@@ -467,6 +471,8 @@ func (p *parser) team(key, n *yaml.Node, field string) {
 		case "github_token":
 			t.GitHubToken, _ = p.boolean(v, f)
 			tokenNode = v
+		case "storage":
+			t.Storage = p.storage(v, f)
 		}
 	}
 	if t.GitHubToken && len(t.Repos) == 0 {

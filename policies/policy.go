@@ -59,6 +59,11 @@ type Policy struct {
 	// Files are the files the policy was loaded from, in load order.
 	Files []string
 
+	// Retention is how long the home of a user who is no longer in the
+	// policy is kept before it is backed up a last time and deleted. Zero
+	// (the default, or "forever" in YAML) keeps every home forever.
+	Retention time.Duration
+
 	// Derived indices, built once by Load/Parse.
 	admins   map[string]struct{}
 	byMember map[string][]*Team // canonical user name -> teams, sorted by name
@@ -191,6 +196,9 @@ type Team struct {
 	// container (so it can clone private Repos). It is only allowed on a
 	// team with repos.
 	GitHubToken bool
+
+	// Storage is the quota on each member's home size (storage.go).
+	Storage Storage
 }
 
 // Grant is what a user gets from the policy.
@@ -235,6 +243,10 @@ type Grant struct {
 	// GitHubToken says whether the user's GitHub token is handed to their
 	// containers.
 	GitHubToken bool
+
+	// Storage is the quota on the user's home, the largest of their
+	// teams' (0, no limit, counts as the largest).
+	Storage Storage
 }
 
 // CanonicalUser returns the canonical form of a user name (lower-cased) or
@@ -355,6 +367,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 		g.Limits.Pids = largest(g.Limits.Pids, t.Limits.Pids, first)
 		g.IdleTimeout = largest(g.IdleTimeout, t.IdleTimeout, first)
 		g.MaxAge = largest(g.MaxAge, t.MaxAge, first)
+		g.Storage = largestStorage(g.Storage, t.Storage, first)
 		if t.GitHubToken && len(t.Repos) > 0 {
 			g.GitHubToken = true
 		}
