@@ -50,6 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		github { client_id, client_secret, url, api_url, orgs, ... }
 //		local off
 //		assertion { header <name>; ttl <duration> }
+//		backup { repository, password_file, every, keep_daily, ... }
 //	}
 //
 // The policy may also be given inline: `hubgate <file-or-folder>`. The
@@ -175,6 +176,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "kubernetes":
 			if err := h.unmarshalKubernetes(d); err != nil {
+				return err
+			}
+		case "backup":
+			if err := h.unmarshalBackup(d); err != nil {
 				return err
 			}
 		case "oidc", "github", "local", "assertion":

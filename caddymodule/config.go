@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/hubgate/hubgate/caddymodule/backup"
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/login"
 	_ "github.com/hubgate/hubgate/caddymodule/redisstorage" // the storage module for replicas without a shared folder
@@ -153,6 +154,11 @@ type Handler struct {
 	// to every request proxied to a user's server.
 	Assertion *AssertionConfig `json:"assertion,omitempty"`
 
+	// Backup, if set, backs every home up with restic, measures homes for
+	// the policy's storage quotas and offboards users per the policy's
+	// retention; see BackupConfig.
+	Backup *BackupConfig `json:"backup,omitempty"`
+
 	logger   *zap.Logger
 	diffs    *reloadDiffs
 	auditKey string
@@ -164,6 +170,7 @@ type Handler struct {
 	login    *login.Authenticator
 	proxy    *hub.Proxy
 	site     *web.Site
+	backups  *backup.Manager
 }
 
 // DockerConfig configures the Docker spawner.
@@ -250,6 +257,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.Kubernetes != nil {
 		if err := h.Kubernetes.validate(); err != nil {
+			return err
+		}
+	}
+	if h.Backup != nil {
+		if err := h.Backup.validate(); err != nil {
 			return err
 		}
 	}

@@ -149,11 +149,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.proxy, err = hub.NewProxy(ctx, h.runtime, hub.ProxyConfig{MaxIdleConnsPerHost: h.MaxIdleConnsPerHost, AssertionHeader: assertionHeader, StripHeaders: h.StripHeaders}); err != nil {
 		return err
 	}
+	if err := h.provisionBackup(ctx, prefix, audit); err != nil {
+		return err
+	}
 	h.site = web.New(web.Options{
 		Login: h.login, Hub: h.runtime, Proxy: h.proxy, Pages: pg,
 		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer, SignAssertions: h.Assertion != nil,
 		LastDiff: func() []string { d, _ := h.diffs.last.Load().([]string); return d },
 		Logger:   h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
+		Backup: h.backups,
 	})
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
@@ -300,6 +304,12 @@ func (h *Handler) Cleanup() error {
 		h.state = nil
 		if _, err := loginStates.Delete(h.stateKey); err != nil {
 			return fmt.Errorf("release login state: %w", err)
+		}
+	}
+	if h.backups != nil {
+		h.backups = nil
+		if _, err := backupManagers.Delete(h.Name); err != nil {
+			return fmt.Errorf("release backup manager: %w", err)
 		}
 	}
 	if h.runtime != nil {

@@ -72,6 +72,11 @@ type LoginButton struct {
 type HomePage struct {
 	Frame
 	Servers []ServerView
+	// Storage is the home's size and quota (nil when not measured);
+	// Backup the user's snapshots (nil without backups). See
+	// views_backup.go.
+	Storage *StorageView
+	Backup  *HomeBackup
 }
 
 // ServerView is one row of the home page.
@@ -88,6 +93,8 @@ type ProgressPage struct {
 	Position    int
 	// Steps are the start's steps so far; the last is under way.
 	Steps []string
+	// Storage, when set, warns that the home is over its soft quota.
+	Storage *StorageView
 }
 
 // ErrorPage explains a refusal or a failure.
@@ -117,6 +124,8 @@ type AdminPage struct {
 	Policy  string
 	Engine  string
 	Queue   string
+	// Backup is the backups and storage section (nil without backups).
+	Backup *AdminBackup
 }
 
 // Reload is the last policy reload as the admin page shows it.

@@ -54,6 +54,7 @@ func (s *Site) serveAdmin(w http.ResponseWriter, r *http.Request, sess *session.
 	page.Users = s.listUsers(pol, servers)
 	st := s.o.Hub.Stats()
 	page.Queue = fmt.Sprintf("%d starting, %d waiting", st.StartsRunning, st.StartsWaiting)
+	page.Backup = s.adminBackup(r, pol)
 	return s.o.Pages.Admin(w, page)
 }
 

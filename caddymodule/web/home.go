@@ -40,7 +40,9 @@ func (s *Site) serveHome(w http.ResponseWriter, r *http.Request, sess *session.S
 		}
 		servers = append(servers, v)
 	}
-	return s.o.Pages.Home(w, pages.HomePage{Frame: s.o.Login.Frame(sess, "Home"), Servers: servers})
+	page := pages.HomePage{Frame: s.o.Login.Frame(sess, "Home"), Servers: servers}
+	s.homeBackup(r, sess, grant, &page)
+	return s.o.Pages.Home(w, page)
 }
 
 // checkForm checks a state-changing form post: same-site, the session's

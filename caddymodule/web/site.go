@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hubgate/hubgate/caddymodule/assertion"
+	"github.com/hubgate/hubgate/caddymodule/backup"
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/login"
 	"github.com/hubgate/hubgate/caddymodule/pages"
@@ -45,6 +46,9 @@ type Options struct {
 	Audit    *zap.Logger
 	// StartWait: see DefaultStartWait.
 	StartWait time.Duration
+	// Backup is the backup manager (backups, restores, storage quotas,
+	// offboarding); nil when no backup is configured. See backup.go.
+	Backup *backup.Manager
 }
 
 // Site serves every path of the site hubgate is placed in.
@@ -106,8 +110,10 @@ func New(o Options) *Site {
 		{prefix("/user/"), user, s.serveUser},
 		{exact("/", "/hub", "/hub/", "/hub/home"), user, pageOnly(s.serveHome)},
 		{exact("/hub/stop"), user, pageOnly(s.serveStop)},
+		{exact("/hub/restore"), user, pageOnly(s.serveRestore)},
 		// Admins.
 		{exact("/hub/admin"), admin, pageOnly(s.serveAdmin)},
+		{exact("/hub/admin/backup"), admin, pageOnly(s.serveAdminBackup)},
 	}
 	return s
 }
