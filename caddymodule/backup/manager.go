@@ -555,7 +555,9 @@ func (m *Manager) Restore(ctx context.Context, user, id string, paths []string, 
 		}
 	}
 	_, deleted := m.deletedHome(user)
-	where, err := m.restore(ctx, c, user, snap.ID, clean, inPlace, deleted)
+	// An in-place restore makes the volume if it is gone (deleted by hand
+	// or by offboarding).
+	where, err := m.restore(ctx, c, user, snap.ID, clean, inPlace, inPlace)
 	fields := []zap.Field{zap.String("user", user), zap.String("snapshot", snap.Short), zap.Strings("paths", clean),
 		zap.Bool("in_place", inPlace), zap.String("by", by)}
 	if err != nil {
@@ -564,7 +566,9 @@ func (m *Manager) Restore(ctx context.Context, user, id string, paths []string, 
 	}
 	d.Audit.Info("restore", append(fields, zap.String("into", where))...)
 	if deleted && inPlace && len(clean) == 0 {
-		_, _ = m.update(ctx, user, func(s *UserState) { s.Deleted = nil })
+		// The home is back on purpose: if its owner is still out of the
+		// policy, the retention clock starts again from now.
+		_, _ = m.update(ctx, user, func(s *UserState) { s.Deleted, s.MissingSince = nil, time.Time{} })
 	}
 	return where, nil
 }

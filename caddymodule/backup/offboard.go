@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/hubgate/hubgate/policies"
@@ -187,4 +188,36 @@ func (m *Manager) RestoreDeleted(ctx context.Context, user, admin string) (strin
 		return "", fmt.Errorf("the home of %s was not deleted by hubgate", user)
 	}
 	return m.Restore(ctx, user, del.Snapshot, nil, true, admin)
+}
+
+// Forecast says, for the users with a home, who the retention affects
+// and when, as the gateway's loop would see it now: a user out of the
+// policy whose clock has not started yet would start it now. It changes
+// nothing (`caddy hubgate offboard --dry-run`).
+func Forecast(pol *policies.Policy, homes []string, states map[string]*UserState, now time.Time) []Pending {
+	var out []Pending
+	for _, user := range homes {
+		u := UserState{User: user}
+		if s := states[user]; s != nil {
+			u = *s
+		}
+		if inPolicy(pol, u) {
+			continue
+		}
+		p := Pending{User: user, MissingSince: u.MissingSince}
+		if p.MissingSince.IsZero() {
+			p.MissingSince = now
+		}
+		if pol.Retention > 0 {
+			p.Deadline = p.MissingSince.Add(pol.Retention)
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out
+}
+
+// LoadStates reads every user's state from st under prefix, for tools.
+func LoadStates(ctx context.Context, st certmagic.Storage, prefix string) (map[string]*UserState, error) {
+	return store{st: st, prefix: prefix}.loadAll(ctx)
 }
