@@ -190,6 +190,13 @@ func (m *Manager) Configure(c Config, d Deps) error {
 	default:
 		return errors.New("backup: password_file or password_env is required")
 	}
+	if filepath.IsAbs(c.Repository) {
+		// A repository on this host: made if missing, readable by no one
+		// else (restic encrypts it anyway).
+		if err := os.MkdirAll(c.Repository, 0o700); err != nil {
+			return fmt.Errorf("backup: repository: %w", err)
+		}
+	}
 	m.cfg.Store(&c)
 	m.deps.Store(&d)
 	m.Kick()
