@@ -20,6 +20,11 @@ import (
 
 const backupImage = "hubgate/restic:latest"
 
+// backupApp is the test app under a tag of these tests' own (its files
+// endpoint takes folders), so another checkout's build of
+// hubgate/testapp:latest cannot swap it under them.
+const backupApp = "hubgate/testapp:backup"
+
 // backupGateway starts a gateway whose Caddyfile has a backup block with
 // a fresh repository (a host path) and password file.
 func backupGateway(t *testing.T, policy string) (*gateway, string, string) {
@@ -30,6 +35,10 @@ func backupGateway(t *testing.T, policy string) (*gateway, string, string) {
 	if out, err := exec.Command(filepath.Join(repoRoot, "images", "restic", "build.sh"), backupImage).CombinedOutput(); err != nil {
 		t.Fatalf("building %s failed: %v\n%s", backupImage, err, out)
 	}
+	if out, err := exec.Command(filepath.Join(repoRoot, "images", "testapp", "build.sh"), backupApp).CombinedOutput(); err != nil {
+		t.Fatalf("building %s failed: %v\n%s", backupApp, err, out)
+	}
+	policy = strings.ReplaceAll(policy, "hubgate/testapp:latest", backupApp)
 	g := newGateway(t, gwOptions{policy: policy})
 	repo := filepath.Join(g.dir, "repo")
 	pwFile := filepath.Join(g.dir, "restic-password")
@@ -278,7 +287,7 @@ func TestOffboarding(t *testing.T) {
 	putFile(t, g, bob, "bob", "thesis/chapter1.md", "bob's chapter one")
 
 	removed := time.Now()
-	g.writePolicy(strings.Replace(policy, "[alice, bob, admin]", "[alice, admin]", 1))
+	g.writePolicy(strings.ReplaceAll(strings.Replace(policy, "[alice, bob, admin]", "[alice, admin]", 1), "hubgate/testapp:latest", backupApp))
 	if !g.waitLog("offboarding clock started", 30*time.Second) {
 		t.Fatal("no offboarding clock started")
 	}
@@ -320,7 +329,7 @@ func TestOffboarding(t *testing.T) {
 
 	// Bob comes back; the admin restores his deleted home from the final
 	// backup and he finds his file.
-	g.writePolicy(policy)
+	g.writePolicy(strings.ReplaceAll(policy, "hubgate/testapp:latest", backupApp))
 	eventually(t, 10*time.Second, "bob back in the policy", func() bool {
 		resp, _ := g.navigate(bob, "/")
 		return resp.StatusCode == http.StatusOK
@@ -343,7 +352,7 @@ func TestNoRetentionKeepsHomes(t *testing.T) {
 		t.Fatalf("start: %d %s", resp.StatusCode, body)
 	}
 	putFile(t, g, bob, "bob", "keep.txt", "keep me")
-	g.writePolicy(strings.Replace(basePolicy, "[alice, bob, admin]", "[alice, admin]", 1))
+	g.writePolicy(strings.ReplaceAll(strings.Replace(basePolicy, "[alice, bob, admin]", "[alice, admin]", 1), "hubgate/testapp:latest", backupApp))
 	if !g.waitLog("offboarding clock started", 30*time.Second) {
 		t.Fatal("no offboarding clock started")
 	}

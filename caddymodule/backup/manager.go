@@ -492,14 +492,15 @@ func (m *Manager) RefreshSnapshots(ctx context.Context) error {
 	for u, old := range users {
 		known := map[string]Snapshot{}
 		for _, s := range old.Snapshots {
-			known[s.ID] = s
+			known[s.Short] = s // restic backup's summary gives the short ID only
 		}
 		var list []Snapshot
 		for _, r := range byUser[u] {
-			s, ok := known[r.ID]
+			s, ok := known[short(r.ID)]
 			if !ok {
-				s = Snapshot{ID: r.ID, Short: short(r.ID), Time: r.Time.UTC(), Final: slices.Contains(r.Tags, finalTag)}
+				s = Snapshot{Time: r.Time.UTC(), Final: slices.Contains(r.Tags, finalTag)}
 			}
+			s.ID, s.Short = r.ID, short(r.ID)
 			list = append(list, s)
 		}
 		slices.SortFunc(list, func(a, b Snapshot) int { return b.Time.Compare(a.Time) })
