@@ -313,6 +313,9 @@ func (m *Manager) work(ctx context.Context, c *Config, d *Deps) error {
 		updateUsageMetrics(m.Users(), d.Policy())
 	}
 	if now.Sub(rounds.Backup) >= c.Every {
+		if err := m.ensureRepo(ctx, c); err != nil {
+			return err
+		}
 		for _, u := range homes {
 			_, _ = m.BackupUser(ctx, u, false)
 		}
