@@ -160,7 +160,7 @@ func TestBackupAndRestore(t *testing.T) {
 	if !strings.Contains(home, `id="snapshots"`) || !strings.Contains(home, snap) {
 		t.Fatalf("home page does not list snapshot %s:\n%s", snap, home)
 	}
-	id := regexp.MustCompile(`<option value="([0-9a-f]{64})">` + snap).FindStringSubmatch(home)
+	id := regexp.MustCompile(`<option value="([0-9a-f]{8,64})">` + snap).FindStringSubmatch(home)
 	m := csrfRE.FindStringSubmatch(home)
 	if id == nil || m == nil {
 		t.Fatalf("home page has no restore form:\n%s", home)
