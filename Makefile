@@ -45,7 +45,7 @@ check-versions:
 ## rebuilt only when its inputs change (hubgate/jupyter-debian, Jupyter with
 ## Python 3 and R: debootstrap, about 5-10 min and ~510 MB the first time,
 ## needs root)
-images: image-testapp
+images: image-testapp image-restic
 	images/jupyter-debian/build.sh hubgate/jupyter-debian:latest
 	images/rsession-standin/build.sh hubgate/rsession-standin:latest
 
@@ -53,6 +53,15 @@ images: image-testapp
 .PHONY: image-testapp
 image-testapp:
 	images/testapp/build.sh hubgate/testapp:latest
+
+## image-restic: the backup helper (Debian's restic, its libc and a static
+## Go helper, FROM scratch; needs Debian's restic package, installed by
+## test-deps)
+.PHONY: image-restic
+image-restic:
+	@command -v restic >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq restic >/dev/null; } || \
+		{ echo "restic is missing: apt-get install restic" >&2; exit 1; }
+	images/restic/build.sh hubgate/restic:latest
 
 ## images-prod: the production images hubgate/jupyterlab and hubgate/rstudio
 ## (docker-stacks bases: needs a registry; see images/README.md)
@@ -120,6 +129,9 @@ redis-deps:
 
 ## test-deps: what the tests need on a Debian machine (Chromium for the browser tests)
 test-deps: redis-deps
+	@if ! command -v restic >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then echo "restic is missing; run as root or install Debian's restic" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null; fi
 	@if ! command -v chromium >/dev/null; then \
 		if [ "$$(id -u)" != 0 ]; then echo "chromium is missing; run as root or install Debian's chromium" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi

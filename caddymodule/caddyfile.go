@@ -54,6 +54,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		server_host <template>          # such as {server}--{user}.hub.example.org
 //		server_cookie_ttl <duration>
 //		shares on|off
+//		backup { repository, password_file, every, keep_daily, ... }
 //	}
 //
 // The policy may also be given inline: `hubgate <file-or-folder>`. The
@@ -187,6 +188,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "egress":
 			if err := h.unmarshalEgress(d); err != nil {
+				return err
+			}
+		case "backup":
+			if err := h.unmarshalBackup(d); err != nil {
 				return err
 			}
 		case "oidc", "github", "local", "assertion":

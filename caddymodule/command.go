@@ -21,7 +21,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "hubgate",
-		Usage: "check-policy [--diff OLD NEW] <file-or-folder>... | who-can <file-or-folder>... <user> [<group>...] | verify-audit [--jwks FILE|--key FILE] FILE...",
+		Usage: "check-policy [--diff OLD NEW] <file-or-folder>... | who-can <file-or-folder>... <user> [<group>...] | verify-audit [--jwks FILE|--key FILE] FILE... | offboard --dry-run --policy <file-or-folder>",
 		Short: "Checks hubgate policies and explains what a user gets",
 		Long: `
 check-policy validates policy files (or folders of them) as the gateway
@@ -39,7 +39,10 @@ errors.
 
 verify-audit checks the hash chain and the signed checkpoints of audit log
 files (oldest first) and names the first removed, reordered or edited
-record, or prints "ok: N records, M checkpoints".`,
+record, or prints "ok: N records, M checkpoints".
+
+offboard --dry-run lists the homes of users out of the policy and when
+the policy's retention deletes them (never without a retention).`,
 		CobraFunc: func(cmd *cobra.Command) {
 			checkCmd := &cobra.Command{
 				Use:   "check-policy [--diff OLD NEW] <file-or-folder>...",
@@ -63,6 +66,7 @@ record, or prints "ok: N records, M checkpoints".`,
 			checkCmd.Flags().Bool("diff", false, "print what each user gains or loses from OLD to NEW")
 			checkCmd.Flags().Bool("json", false, "with --diff: the changes as JSON")
 			cmd.AddCommand(checkCmd)
+			cmd.AddCommand(offboardCommand())
 			cmd.AddCommand(&cobra.Command{
 				Use:                "verify-audit [--jwks FILE|--key FILE] FILE...",
 				Short:              "Verifies the hash chain and signed checkpoints of audit logs",

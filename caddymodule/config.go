@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/hubgate/hubgate/caddymodule/backup"
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/login"
 	_ "github.com/hubgate/hubgate/caddymodule/redisstorage" // the storage module for replicas without a shared folder
@@ -182,6 +183,11 @@ type Handler struct {
 	// visitor towards the hub and the visitor's own servers.
 	Shares bool `json:"shares,omitempty"`
 
+	// Backup, if set, backs every home up with restic, measures homes for
+	// the policy's storage quotas and offboards users per the policy's
+	// retention; see BackupConfig.
+	Backup *BackupConfig `json:"backup,omitempty"`
+
 	logger   *zap.Logger
 	egress   *egressProxy
 	diffs    *reloadDiffs
@@ -196,6 +202,7 @@ type Handler struct {
 	services *hub.ServiceProxy
 	site     *web.Site
 	hosts    *serverHosts
+	backups  *backup.Manager
 }
 
 // DockerConfig configures the Docker spawner.
@@ -290,6 +297,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.Egress != nil {
 		if err := h.Egress.validate(h.Kubernetes != nil); err != nil {
+			return err
+		}
+	}
+	if h.Backup != nil {
+		if err := h.Backup.validate(); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hubgate/hubgate/caddymodule/backup"
 	"github.com/hubgate/hubgate/caddymodule/egress"
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/web"
@@ -26,6 +27,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 	}
 	cs := append([]prometheus.Collector{reloads}, hub.Collectors()...)
 	cs = append(cs, egress.Collectors()...)
+	cs = append(cs, backup.Collectors()...)
 	for _, c := range append(cs, web.Collectors()...) {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -157,6 +157,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.proxy, err = hub.NewProxy(ctx, h.runtime, proxyConfig); err != nil {
 		return err
 	}
+	if err := h.provisionBackup(ctx, prefix, audit); err != nil {
+		return err
+	}
 	if h.hosts, err = h.provisionServerHosts(ctx, prefix, streams, w.Current, audit); err != nil {
 		return err
 	}
@@ -169,6 +172,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer, SignAssertions: h.Assertion != nil,
 		LastDiff: func() []string { d, _ := h.diffs.last.Load().([]string); return d },
 		Logger:   h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
+		Backup: h.backups,
 		Tokens: personalTokens, Services: h.services,
 	}
 	h.hosts.siteOptions(&siteOpts, h, streams)
@@ -345,6 +349,12 @@ func (h *Handler) Cleanup() error {
 		h.state = nil
 		if _, err := loginStates.Delete(h.stateKey); err != nil {
 			return fmt.Errorf("release login state: %w", err)
+		}
+	}
+	if h.backups != nil {
+		h.backups = nil
+		if _, err := backupManagers.Delete(h.Name); err != nil {
+			return fmt.Errorf("release backup manager: %w", err)
 		}
 	}
 	if h.runtime != nil {

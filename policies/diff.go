@@ -58,7 +58,8 @@ type SubjectDiff struct {
 // (a limit or timeout that comes with newly gained access). What names the thing: "access", "admin",
 // "team", "image", "repo", "github_token", "local_account", "group",
 // "limits.memory", "limits.cpus", "limits.pids", "idle_timeout", "max_age",
-// "egress" (a host:port rule), "service", or for images "image", "port",
+// "storage.soft", "storage.hard", "egress" (a host:port rule), "service",
+// or for images "image", "port",
 // "command", "env", "home", "url", for services "service", "url", "team",
 // "strip_prefix".
 type Change struct {
@@ -270,6 +271,8 @@ func grantChanges(o, n Grant) []Change {
 		set("limits.pids", n.Limits.Pids == 0, countText(n.Limits.Pids))
 		set("idle_timeout", n.IdleTimeout == 0, durationText(n.IdleTimeout, ""))
 		set("max_age", n.MaxAge == 0, durationText(n.MaxAge, ""))
+		set("storage.soft", n.Storage.Soft == 0, bytesText(n.Storage.Soft))
+		set("storage.hard", n.Storage.Hard == 0, bytesText(n.Storage.Hard))
 	}
 	if len(o.Teams) > 0 && len(n.Teams) > 0 {
 		cs = append(cs, valueChange("limits.memory", bytesText(o.Limits.Memory), bytesText(n.Limits.Memory))...)
@@ -277,6 +280,8 @@ func grantChanges(o, n Grant) []Change {
 		cs = append(cs, valueChange("limits.pids", countText(o.Limits.Pids), countText(n.Limits.Pids))...)
 		cs = append(cs, valueChange("idle_timeout", durationText(o.IdleTimeout, "never"), durationText(n.IdleTimeout, "never"))...)
 		cs = append(cs, valueChange("max_age", durationText(o.MaxAge, "none"), durationText(n.MaxAge, "none"))...)
+		cs = append(cs, valueChange("storage.soft", bytesText(o.Storage.Soft), bytesText(n.Storage.Soft))...)
+		cs = append(cs, valueChange("storage.hard", bytesText(o.Storage.Hard), bytesText(n.Storage.Hard))...)
 	}
 	return cs
 }
@@ -288,7 +293,7 @@ func teamGrant(t *Team) Grant {
 	}
 	return Grant{
 		Teams: []string{t.Name}, Images: t.Images, Repos: t.Repos, Egress: t.Egress, Services: t.services,
-		Limits: t.Limits, IdleTimeout: t.IdleTimeout, MaxAge: t.MaxAge,
+		Limits: t.Limits, IdleTimeout: t.IdleTimeout, MaxAge: t.MaxAge, Storage: t.Storage,
 		GitHubToken: t.GitHubToken && len(t.Repos) > 0,
 	}
 }

@@ -187,6 +187,17 @@ func merge(frags []*fragment, files []string) (*Policy, Errors) {
 			p.DefaultLimits = d.val.set.fill(d.val.limits, builtinLimits)
 		}
 	}
+	var retentionAt *pos
+	for _, f := range frags {
+		for _, d := range f.retention {
+			if retentionAt != nil {
+				twice("retention", d.at, *retentionAt)
+				continue
+			}
+			retentionAt = &d.at
+			p.Retention = d.val
+		}
+	}
 	for _, f := range frags {
 		for _, d := range f.teams {
 			d.val.Limits = f.teamSet[d.val].fill(d.val.Limits, p.DefaultLimits)

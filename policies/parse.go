@@ -22,9 +22,9 @@ import (
 
 // The fields each mapping of the policy file may have.
 var (
-	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults", "services"}
+	topFields    = []string{"admins", "accounts", "images", "teams", "api_tokens", "defaults", "services", "retention"}
 	imageFields  = []string{"image", "port", "description", "command", "env", "home", "url", "read_only", "cap_add", "pull", "node_selector", "tolerations", "extended_resources"}
-	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token", "egress"}
+	teamFields   = []string{"members", "groups", "images", "repos", "limits", "idle_timeout", "max_age", "github_token", "egress", "storage"}
 	limitsFields = []string{"memory", "cpus", "pids"}
 )
 
@@ -79,6 +79,8 @@ type fragment struct {
 	teamSet  map[*Team]limitsSet // which limits each team wrote
 	services []def[*Service]
 	teamRefs []teamRef
+	// retention is the top-level retention (see storage.go).
+	retention []def[time.Duration]
 }
 
 // parser walks one YAML document and collects its contents and problems.
@@ -263,6 +265,8 @@ func (p *parser) top(root *yaml.Node) {
 			for _, s := range p.entries(e.val, field) {
 				p.service(s.key, s.val, joinField(field, s.key.Value))
 			}
+		case "retention":
+			p.retention(e.key, e.val, field)
 		}
 	}
 }
@@ -475,6 +479,8 @@ func (p *parser) team(key, n *yaml.Node, field string) {
 			tokenNode = v
 		case "egress":
 			t.Egress = p.egress(v, f)
+		case "storage":
+			t.Storage = p.storage(v, f)
 		}
 	}
 	if t.GitHubToken && len(t.Repos) == 0 {

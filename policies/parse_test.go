@@ -72,7 +72,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "top level is a list",
 			yaml: "- monika\n",
-			want: []string{"policy.yaml:1: expected a mapping with admins, accounts, images, teams, api_tokens, defaults, services at the top level, got a list"},
+			want: []string{"policy.yaml:1: expected a mapping with admins, accounts, images, teams, api_tokens, defaults, services, retention at the top level, got a list"},
 		},
 		{
 			name: "unknown fields at every level, with suggestions",
@@ -91,7 +91,7 @@ teams:
 				`policy.yaml:1: team: unknown field (did you mean "teams"?)`,
 				`policy.yaml:5: images.notebook.prot: unknown field (did you mean "port"?)`,
 				`policy.yaml:8: teams.research.member: unknown field (did you mean "members"?)`,
-				`policy.yaml:9: teams.research.colour: unknown field (known fields: members, groups, images, repos, limits, idle_timeout, max_age, github_token, egress)`,
+				`policy.yaml:9: teams.research.colour: unknown field (known fields: members, groups, images, repos, limits, idle_timeout, max_age, github_token, egress, storage)`,
 				`policy.yaml:10: teams.research.limits.mem: unknown field (known fields: memory, cpus, pids)`,
 			},
 		},

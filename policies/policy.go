@@ -62,6 +62,11 @@ type Policy struct {
 	// Files are the files the policy was loaded from, in load order.
 	Files []string
 
+	// Retention is how long the home of a user who is no longer in the
+	// policy is kept before it is backed up a last time and deleted. Zero
+	// (the default, or "forever" in YAML) keeps every home forever.
+	Retention time.Duration
+
 	// Derived indices, built once by Load/Parse.
 	admins   map[string]struct{}
 	byMember map[string][]*Team // canonical user name -> teams, sorted by name
@@ -204,6 +209,8 @@ type Team struct {
 	Egress []string
 	// services are the services naming the team, sorted (derived).
 	services []string
+	// Storage is the quota on each member's home size (storage.go).
+	Storage Storage
 }
 
 // Grant is what a user gets from the policy.
@@ -255,6 +262,9 @@ type Grant struct {
 	Egress []string
 	// Services are the team services the user may use (nil: none).
 	Services []string
+	// Storage is the quota on the user's home, the largest of their
+	// teams' (0, no limit, counts as the largest).
+	Storage Storage
 }
 
 // CanonicalUser returns the canonical form of a user name (lower-cased) or
@@ -377,6 +387,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 		g.Limits.Pids = largest(g.Limits.Pids, t.Limits.Pids, first)
 		g.IdleTimeout = largest(g.IdleTimeout, t.IdleTimeout, first)
 		g.MaxAge = largest(g.MaxAge, t.MaxAge, first)
+		g.Storage = largestStorage(g.Storage, t.Storage, first)
 		if t.GitHubToken && len(t.Repos) > 0 {
 			g.GitHubToken = true
 		}

@@ -78,6 +78,11 @@ type HomePage struct {
 	Services []ServiceLink
 	// Tokens is the personal-token section (tokens.go).
 	Tokens TokenSection
+	// Storage is the home's size and quota (nil when not measured);
+	// Backup the user's snapshots (nil without backups). See
+	// views_backup.go.
+	Storage *StorageView
+	Backup  *HomeBackup
 }
 
 // ServerView is one row of the home page.
@@ -94,6 +99,8 @@ type ProgressPage struct {
 	Position    int
 	// Steps are the start's steps so far; the last is under way.
 	Steps []string
+	// Storage, when set, warns that the home is over its soft quota.
+	Storage *StorageView
 }
 
 // ErrorPage explains a refusal or a failure.
@@ -125,6 +132,8 @@ type AdminPage struct {
 	Queue   string
 	// Access, with server_host, lists shares and admin access grants.
 	Access *AdminAccessView
+	// Backup is the backups and storage section (nil without backups).
+	Backup *AdminBackup
 }
 
 // Reload is the last policy reload as the admin page shows it.

@@ -57,6 +57,7 @@ func (s *Site) serveAdmin(w http.ResponseWriter, r *http.Request, sess *session.
 	if s.o.ServerHost != nil && s.o.Shares != nil {
 		page.Access = s.adminAccessView(r)
 	}
+	page.Backup = s.adminBackup(r, pol)
 	return s.o.Pages.Admin(w, page)
 }
 

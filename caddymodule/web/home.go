@@ -45,6 +45,7 @@ func (s *Site) serveHome(w http.ResponseWriter, r *http.Request, sess *session.S
 		page.Sharing = s.sharingView(r, sess)
 	}
 	s.homeExtras(r, pol, sess, grant, &page)
+	s.homeBackup(r, sess, grant, &page)
 	return s.o.Pages.Home(w, page)
 }
 

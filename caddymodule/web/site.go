@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hubgate/hubgate/caddymodule/assertion"
+	"github.com/hubgate/hubgate/caddymodule/backup"
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/login"
 	"github.com/hubgate/hubgate/caddymodule/pages"
@@ -64,6 +65,9 @@ type Options struct {
 	Tokens *tokens.Store
 	// Services proxies to the policy's team services; nil: none served.
 	Services *hub.ServiceProxy
+	// Backup is the backup manager (backups, restores, storage quotas,
+	// offboarding); nil when no backup is configured. See backup.go.
+	Backup *backup.Manager
 }
 
 // Site serves every path of the site hubgate is placed in.
@@ -134,8 +138,10 @@ func New(o Options) *Site {
 		{exact("/hub/admin/access"), admin, pageOnly(s.serveAdminAccess)},
 		{exact("/hub/tokens"), user, pageOnly(s.serveNewToken)},
 		{exact("/hub/tokens/revoke"), user, pageOnly(s.serveRevokeToken)},
+		{exact("/hub/restore"), user, pageOnly(s.serveRestore)},
 		// Admins.
 		{exact("/hub/admin"), admin, pageOnly(s.serveAdmin)},
+		{exact("/hub/admin/backup"), admin, pageOnly(s.serveAdminBackup)},
 	}
 	return s
 }

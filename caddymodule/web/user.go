@@ -86,6 +86,9 @@ func (s *Site) resolve(w http.ResponseWriter, r *http.Request, sess *session.Ses
 		}
 	}
 	grant := s.o.Policy().Grant(sess.User, sess.Groups)
+	if done, err := s.overQuota(w, r, sess, d, grant); done {
+		return nil, false, true, err
+	}
 	rt, st, err := s.o.Hub.StartAndWait(r.Context(), s.startRequest(sess, d, grant), s.o.StartWait)
 	switch {
 	case r.Context().Err() != nil:
@@ -117,7 +120,7 @@ func (s *Site) starting(w http.ResponseWriter, r *http.Request, sess *session.Se
 		f.Refresh = 1
 		return s.o.Pages.Progress(w, pages.ProgressPage{
 			Frame: f, Server: d.Server, Description: d.Image.Description, Elapsed: elapsed.String(), Position: s.o.Hub.Position(st),
-			Steps: st.Steps(),
+			Steps: st.Steps(), Storage: s.progressStorage(sess),
 		})
 	}
 	w.Header().Set("Retry-After", "2")

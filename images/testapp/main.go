@@ -10,6 +10,8 @@
 //	GET  "html"             a small HTML page greeting the user
 //	PUT  "files/NAME"       stores the body as $HOME/NAME
 //	GET  "files/NAME"       returns $HOME/NAME (404 when missing)
+//	DELETE "files/NAME"     removes $HOME/NAME
+//	                        (NAME may have folders: "a/b.txt"; PUT makes them)
 //	GET  "ws"               websocket echo (text and binary)
 //	GET  "env"              JSON of HUBGATE_*, JUPYTERHUB_* and GIT_* variables
 //	GET  "slow?ms=N"        answers after N milliseconds
@@ -299,11 +301,17 @@ func (a *app) slow(w http.ResponseWriter, r *http.Request) {
 
 // files stores and serves files in the home directory.
 func (a *app) files(w http.ResponseWriter, r *http.Request, name string) {
-	if !fileName.MatchString(name) || strings.Contains(name, "..") || name == "." {
+	if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%2f") {
 		http.Error(w, "bad file name", http.StatusBadRequest)
 		return
 	}
-	p := filepath.Join(a.cfg.Home, name)
+	for _, part := range strings.Split(name, "/") {
+		if !fileName.MatchString(part) || strings.Contains(part, "..") || part == "." {
+			http.Error(w, "bad file name", http.StatusBadRequest)
+			return
+		}
+	}
+	p := filepath.Join(a.cfg.Home, filepath.FromSlash(name))
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		f, err := os.Open(p)
@@ -324,7 +332,7 @@ func (a *app) files(w http.ResponseWriter, r *http.Request, name string) {
 			http.Error(w, "read body: "+err.Error(), http.StatusRequestEntityTooLarge)
 			return
 		}
-		if err := os.MkdirAll(a.cfg.Home, 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			http.Error(w, "make home: "+err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -333,8 +341,17 @@ func (a *app) files(w http.ResponseWriter, r *http.Request, name string) {
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"name": name, "bytes": len(body)})
+	case http.MethodDelete:
+		if err := os.Remove(p); errors.Is(err, os.ErrNotExist) {
+			http.NotFound(w, r)
+			return
+		} else if err != nil {
+			http.Error(w, "remove: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	default:
-		allow(w, r, http.MethodGet, http.MethodHead, http.MethodPut)
+		allow(w, r, http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete)
 	}
 }
 

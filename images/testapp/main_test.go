@@ -174,6 +174,18 @@ func TestFiles(t *testing.T) {
 			t.Errorf("put %q: status = %d, want 400", bad, code)
 		}
 	}
+	if code, body := do(t, http.MethodPut, url+"a/b/c.txt", auth, "deep"); code != http.StatusCreated {
+		t.Fatalf("put in folders: status = %d (%s)", code, body)
+	}
+	if code, body := do(t, http.MethodGet, url+"a/b/c.txt", auth, ""); code != http.StatusOK || body != "deep" {
+		t.Fatalf("get in folders: status = %d body = %q", code, body)
+	}
+	if code, _ := do(t, http.MethodDelete, url+"a/b/c.txt", auth, ""); code != http.StatusNoContent {
+		t.Fatalf("delete: status = %d", code)
+	}
+	if code, _ := do(t, http.MethodGet, url+"a/b/c.txt", auth, ""); code != http.StatusNotFound {
+		t.Fatalf("get after delete: status = %d, want 404", code)
+	}
 	if code, _ := do(t, http.MethodPut, url+"notes.txt", "", "evil"); code != http.StatusForbidden {
 		t.Errorf("put without token: status = %d, want 403", code)
 	}
