@@ -45,6 +45,9 @@ type Options struct {
 	Audit    *zap.Logger
 	// StartWait: see DefaultStartWait.
 	StartWait time.Duration
+
+	// History is the per-user access history; nil shows empty pages.
+	History HistorySource
 }
 
 // Site serves every path of the site hubgate is placed in.
@@ -100,12 +103,16 @@ func New(o Options) *Site {
 			return lg.ServeOAuthStart(w, r, strings.TrimPrefix(r.URL.Path, "/hub/oauth_start/"))
 		}},
 		{exact("/hub/.well-known/jwks.json"), public, s.serveJWKS},
+		// Each user's own access history as JSON (it authenticates its
+		// callers as the API does, but is not for admins only).
+		{exact("/hub/api/history"), public, s.serveHistoryAPI},
 		// The API authenticates its own callers (tokens or admin sessions).
 		{prefix("/hub/api/"), public, s.serveAPI},
 		// A user's session.
 		{prefix("/user/"), user, s.serveUser},
 		{exact("/", "/hub", "/hub/", "/hub/home"), user, pageOnly(s.serveHome)},
 		{exact("/hub/stop"), user, pageOnly(s.serveStop)},
+		{exact("/hub/history"), user, pageOnly(s.serveHistory)},
 		// Admins.
 		{exact("/hub/admin"), admin, pageOnly(s.serveAdmin)},
 	}
