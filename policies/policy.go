@@ -59,6 +59,11 @@ type Policy struct {
 	// Files are the files the policy was loaded from, in load order.
 	Files []string
 
+	// Hash identifies the policy's text: "sha256:" and the hex SHA-256 of
+	// its files' names and contents in load order (each length-prefixed),
+	// so two gateways with the same files report the same hash.
+	Hash string
+
 	// Derived indices, built once by Load/Parse.
 	admins   map[string]struct{}
 	byMember map[string][]*Team // canonical user name -> teams, sorted by name
@@ -235,6 +240,10 @@ type Grant struct {
 	// GitHubToken says whether the user's GitHub token is handed to their
 	// containers.
 	GitHubToken bool
+
+	// PolicyHash is the Hash of the policy that made the grant, for the
+	// provenance of the servers it starts.
+	PolicyHash string
 }
 
 // CanonicalUser returns the canonical form of a user name (lower-cased) or
@@ -336,6 +345,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 		return g
 	}
 	_, g.Admin = p.admins[user]
+	g.PolicyHash = p.Hash
 
 	teams := slices.Clone(p.byMember[user])
 	for _, grp := range groups {
