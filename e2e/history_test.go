@@ -5,6 +5,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -271,4 +275,83 @@ func TestProvenanceOnTheRealEngine(t *testing.T) {
 		t.Fatalf("provenance record %v\nwant image %s, policy %s, container %s", rec, imageID, wantHash, ids[0][:12])
 	}
 	t.Logf("provenance.json:\n%s", out)
+}
+
+// TestProvenanceRecordsRepoCommits: with a team repo (on a git server the
+// test runs on the deployment network's gateway address), the start's
+// audit record and ~/.hubgate/provenance.json carry the commit the
+// entrypoint's sync left the clone at.
+func TestProvenanceRecordsRepoCommits(t *testing.T) {
+	image := jupyterImage
+	if tag := os.Getenv("HUBGATE_E2E_JUPYTER_TAG"); tag != "" {
+		image = tag
+	}
+	buildTestImage(t, "jupyter-debian", image)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "audit.log")
+	policy := strings.Replace(fmt.Sprintf(provenancePolicy, image), "    home: /home/jovyan\n", "    home: /home/jovyan\n    env: {GIT_SSL_NO_VERIFY: \"true\"}\n", 1)
+	g := newGateway(t, gwOptions{policy: policy + "    repos: [team/analysis]\n", env: map[string]string{
+		"HUBGATE_AUDIT_LOG": logPath, "HUBGATE_START_TIMEOUT": "2m", "HUBGATE_START_WAIT": "1ms"}})
+	// The deployment's network, made first so the git server can listen
+	// on its gateway address (the gateway adopts a network of its name).
+	if out, err := exec.Command("docker", "network", "create", "--label", "hubgate.deployment="+g.name,
+		"-o", "com.docker.network.bridge.enable_icc=false", g.name).CombinedOutput(); err != nil {
+		t.Fatalf("create network: %v\n%s", err, out)
+	}
+	gw := docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", g.name)
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatalf("git is needed on the host: %v", err)
+	}
+	srv := &gitHTTPServer{root: t.TempDir()}
+	up := srv.newRepo(t, "team/analysis", map[string]string{"README.md": "v1\n"})
+	up.commit(t, "second", map[string]string{"README.md": "v2\n"})
+	head := gitOnHost(t, up.work, "rev-parse", "HEAD")
+	l, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
+	if err != nil {
+		t.Fatalf("listen on the network's gateway %q: %v", gw, err)
+	}
+	// GitHub's URL must be https off loopback: a TLS server with a
+	// certificate of its own, which git in the container is told to
+	// accept (GIT_SSL_NO_VERIFY in the image's env of the policy).
+	hs := httptest.NewUnstartedServer(&cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(out)), "git-http-backend"), Root: "/",
+		Env: []string{"GIT_PROJECT_ROOT=" + srv.root, "GIT_HTTP_EXPORT_ALL=1"}, Stderr: io.Discard,
+	})
+	hs.Listener.Close()
+	hs.Listener = l
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	// The clone base comes from the GitHub provider's URL.
+	g.env = append(g.env, "HUBGATE_GITHUB_URL="+hs.URL)
+	g.runWith(authCaddyfile(t, g.dir, "github {\n\tclient_id hgtest\n\tclient_secret hgtest-secret\n\turl {$HUBGATE_GITHUB_URL}\n\tapi_url {$HUBGATE_GITHUB_URL}\n}"))
+
+	alice := g.login("alice")
+	if resp, body := g.getReady(alice, "/user/alice/notebook/api/status"); resp.StatusCode != 200 {
+		t.Fatalf("the notebook did not start: %d\n%s", resp.StatusCode, body)
+	}
+	var rec map[string]any
+	for range 50 {
+		for _, r := range auditRecords(t, []string{logPath}) {
+			if r["msg"] == "provenance" {
+				rec = r
+			}
+		}
+		if rec != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	repos, _ := rec["repos"].([]any)
+	if rec == nil || rec["repos_reported"] != "by the container's entrypoint" || len(repos) != 1 {
+		t.Fatalf("provenance record %v", rec)
+	}
+	if r := repos[0].(map[string]any); r["repo"] != "team/analysis" || r["commit"] != head || r["branch"] != "main" || r["dirty"] != nil {
+		t.Fatalf("repo in the provenance record %v, want commit %s", r, head)
+	}
+	raw, err := exec.Command("docker", "run", "--rm", "--label", "hubgate.deployment="+g.name, "-v", g.name+"-home-alice:/home/jovyan",
+		"--entrypoint", "cat", image, "/home/jovyan/.hubgate/provenance.json").CombinedOutput()
+	if err != nil || !strings.Contains(string(raw), `"commit": "`+head+`"`) {
+		t.Fatalf("provenance file (want commit %s): %v\n%s", head, err, raw)
+	}
 }
