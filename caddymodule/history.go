@@ -34,18 +34,24 @@ func (h *Handler) loadHistory(audit *zap.Logger) (*zap.Logger, error) {
 	val, _, err := histories.LoadOrNew(h.Name, func() (caddy.Destructor, error) {
 		idx := history.New(history.Options{})
 		if h.AuditLog != "" {
-			began := time.Now()
 			files, err := auditlog.Files(h.AuditLog)
 			if err != nil {
 				return nil, fmt.Errorf("list audit files: %w", err)
 			}
-			n, err := idx.Seed(historySeedBytes, files...)
-			if err != nil {
-				// The history pages show less; the gateway still runs.
-				h.logger.Warn("access history not read back from the audit log", zap.Error(err))
-			}
-			h.logger.Info("access history read back from the audit log", zap.Int64("bytes", n),
-				zap.Int("records", idx.Len()), zap.Duration("took", time.Since(began)))
+			// In the background: Provision stays quick (64 MiB take
+			// seconds on a busy machine), and records written meanwhile
+			// still come out newest.
+			logger := h.logger
+			go func() {
+				began := time.Now()
+				n, err := idx.Seed(historySeedBytes, files...)
+				if err != nil {
+					// The history pages show less; the gateway runs on.
+					logger.Warn("access history not read back from the audit log", zap.Error(err))
+				}
+				logger.Info("access history read back from the audit log", zap.Int64("bytes", n),
+					zap.Int("records", idx.Len()), zap.Duration("took", time.Since(began)))
+			}()
 		}
 		return historyIndex{idx}, nil
 	})

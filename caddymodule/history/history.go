@@ -103,8 +103,14 @@ func New(opts Options) *Index {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
-	return &Index{opts: opts, users: map[string]*list.Element{}, lru: list.New()}
+	return &Index{opts: opts, users: map[string]*list.Element{}, lru: list.New(), nextID: seedIDs}
 }
+
+// seedIDs is where the IDs of records written live begin; records read
+// back by Seed, which are older, take the IDs below it, so a Seed that
+// finishes after live records arrived still orders every user's records
+// by time.
+const seedIDs = 1 << 40
 
 // Write takes encoded records, one JSON object per line; a trailing
 // incomplete line waits for the rest. Lines that are not JSON objects,
@@ -140,21 +146,43 @@ func (x *Index) Add(line []byte) {
 var envelope = map[string]bool{"ts": true, "level": true, "logger": true, "msg": true, "seq": true, "prev": true, "caller": true, "stacktrace": true}
 
 func (x *Index) addLocked(line []byte) {
+	rec, subjects, size, ok := parse(line)
+	if !ok {
+		return
+	}
+	for _, u := range subjects {
+		x.nextID++
+		x.appendLocked(u, &stored{rec: forUser(rec, u, x.nextID), size: size})
+	}
+	x.evictLocked()
+}
+
+// forUser is rec as user's history shows it, with its ID.
+func forUser(rec Record, user string, id uint64) Record {
+	rec.ID = id
+	if changes, ok := rec.Fields["access_changes"].([]any); ok {
+		rec.Fields = ownChanges(rec.Fields, changes, user)
+	}
+	return rec
+}
+
+// parse decodes one record and finds whom it concerns.
+func parse(line []byte) (rec Record, subjects []string, size int64, ok bool) {
 	line = bytes.TrimSpace(line)
 	if len(line) < 2 || line[0] != '{' {
-		return
+		return rec, nil, 0, false
 	}
 	var raw map[string]any
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil {
-		return
+		return rec, nil, 0, false
 	}
-	subjects := Subjects(raw)
+	subjects = Subjects(raw)
 	if len(subjects) == 0 {
-		return
+		return rec, nil, 0, false
 	}
-	rec := Record{Fields: map[string]any{}}
+	rec = Record{Fields: map[string]any{}}
 	rec.Msg, _ = raw["msg"].(string)
 	rec.Level, _ = raw["level"].(string)
 	if ts, ok := raw["ts"].(json.Number); ok {
@@ -168,20 +196,7 @@ func (x *Index) addLocked(line []byte) {
 			rec.Fields[k] = shorten(v)
 		}
 	}
-	size := int64(len(line))
-	if size > maxLine {
-		size = maxLine
-	}
-	for _, u := range subjects {
-		x.nextID++
-		r := rec
-		r.ID = x.nextID
-		if changes, ok := rec.Fields["access_changes"].([]any); ok {
-			r.Fields = ownChanges(rec.Fields, changes, u)
-		}
-		x.appendLocked(u, &stored{rec: r, size: size})
-	}
-	x.evictLocked()
+	return rec, subjects, min(int64(len(line)), maxLine), true
 }
 
 // Subjects are the users a record (decoded JSON) concerns: its "user" and
@@ -335,8 +350,10 @@ func (x *Index) Len() int {
 
 // Seed reads up to budget bytes from the end of the audit files (given
 // oldest first: rotated files, then the current one) and indexes their
-// records in order, as if they had just been written. Missing files are
-// skipped. It returns how many bytes it read.
+// records as older than any written to the index so far, so it may run
+// while live records arrive (the gateway runs it in the background at
+// start-up). Missing files are skipped. It returns how many bytes it
+// read. Call it once.
 func (x *Index) Seed(budget int64, files ...string) (int64, error) {
 	var chunks [][]byte // newest first
 	var read int64
@@ -351,11 +368,62 @@ func (x *Index) Seed(budget int64, files ...string) (int64, error) {
 		read += int64(len(b))
 		chunks = append(chunks, b)
 	}
+	// Parse without the lock, oldest first, each user's records apart.
+	byUser := map[string][]*stored{}
+	var order []string
+	id := uint64(0)
 	for i := len(chunks) - 1; i >= 0; i-- {
 		for _, line := range bytes.Split(chunks[i], []byte{'\n'}) {
-			x.Add(line)
+			rec, subjects, size, ok := parse(line)
+			if !ok {
+				continue
+			}
+			for _, u := range subjects {
+				if id++; id >= seedIDs {
+					break
+				}
+				if _, seen := byUser[u]; !seen {
+					order = append(order, u)
+				}
+				byUser[u] = append(byUser[u], &stored{rec: forUser(rec, u, id), size: size})
+				if n := len(byUser[u]); n > 2*x.opts.PerUser { // keep the newest only
+					byUser[u] = append(byUser[u][:0:0], byUser[u][n-x.opts.PerUser:]...)
+				}
+			}
 		}
 	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	// Users read back are less recently active than live ones: in the
+	// LRU before them, the most recent of them last.
+	mark := x.lru.Front()
+	for _, u := range order {
+		old := byUser[u]
+		if len(old) > x.opts.PerUser {
+			old = old[len(old)-x.opts.PerUser:]
+		}
+		el, ok := x.users[u]
+		if !ok {
+			if mark != nil {
+				el = x.lru.InsertBefore(&userHistory{name: u}, mark)
+			} else {
+				el = x.lru.PushBack(&userHistory{name: u})
+			}
+			x.users[u] = el
+		}
+		uh := el.Value.(*userHistory)
+		for _, r := range old {
+			x.bytes += r.size
+		}
+		uh.recs = append(append([]*stored{}, old...), uh.recs...)
+		if over := len(uh.recs) - x.opts.PerUser; over > 0 {
+			for _, r := range uh.recs[:over] {
+				x.bytes -= r.size
+			}
+			uh.recs = append(uh.recs[:0:0], uh.recs[over:]...)
+		}
+	}
+	x.evictLocked()
 	return read, nil
 }
 
