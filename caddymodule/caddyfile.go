@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -30,6 +31,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		strip_headers <header-name>...
 //		auto_login on|off
 //		audit_log <file>
+//		audit_log_max_size <size>
 //		docker {
 //			host <docker-host>
 //			network <network-name>
@@ -102,6 +104,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "server_host", "shares", "server_cookie_ttl":
 			if err := h.unmarshalServerHost(d); err != nil {
 				return err
+			}
+		case "audit_log_max_size":
+			// No argument (an empty placeholder) keeps the default.
+			switch args := d.RemainingArgs(); len(args) {
+			case 0:
+			case 1:
+				n, err := humanize.ParseBytes(args[0])
+				if err != nil || n == 0 || n > 1<<50 {
+					return d.Errf("audit_log_max_size %q: give a size such as 100MiB", args[0])
+				}
+				h.AuditLogMaxSize = int64(n)
+			default:
+				return d.ArgErr()
 			}
 		case "public_url":
 			if !d.AllArgs(&h.PublicURL) {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hubgate/hubgate/caddymodule/backup"
+	"github.com/hubgate/hubgate/caddymodule/history"
 	"github.com/hubgate/hubgate/caddymodule/hub"
 	"github.com/hubgate/hubgate/caddymodule/login"
 	_ "github.com/hubgate/hubgate/caddymodule/redisstorage" // the storage module for replicas without a shared folder
@@ -38,6 +39,7 @@ const (
 	defaultLoginWindow         = login.DefaultFailureWindow
 	defaultMaxConcurrentStarts = hub.DefaultMaxConcurrentStarts
 	defaultCullInterval        = hub.DefaultCullInterval
+	defaultAuditLogMaxSize     = 100 << 20
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
@@ -77,8 +79,16 @@ type Handler struct {
 	// before, and a checkpoint signed with the deployment's assertion key
 	// (published at /hub/.well-known/jwks.json) is written every 1000
 	// records and every minute. `caddy hubgate verify-audit` checks it.
-	// Rotated at 100 MiB.
+	// Rotated at AuditLogMaxSize.
 	AuditLog string `json:"audit_log,omitempty"`
+
+	// AuditLogMaxSize is the size in bytes at which the audit log is
+	// rotated: the file is renamed with the time (audit.log becomes
+	// audit-20261201T203000.000Z.log) and a new one continues the same
+	// chain, so `verify-audit` checks the rotated files and the current
+	// one together. In the Caddyfile it takes units (10MiB). Default:
+	// 100 MiB.
+	AuditLogMaxSize int64 `json:"audit_log_max_size,omitempty"`
 
 	// Docker configures the Docker spawner (the default backend).
 	Docker *DockerConfig `json:"docker,omitempty"`
@@ -203,6 +213,10 @@ type Handler struct {
 	site     *web.Site
 	hosts    *serverHosts
 	backups  *backup.Manager
+
+	// historyKey is set while this config holds the history index.
+	historyKey string
+	history    *history.Index
 }
 
 // DockerConfig configures the Docker spawner.
@@ -314,6 +328,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.SessionTTL < 0 || h.StartTimeout < 0 || h.StartWait < 0 || h.LoginWindow < 0 || h.CullInterval < 0 {
 		return errors.New("hubgate: durations must not be negative")
+	}
+	if h.AuditLogMaxSize < 0 {
+		return errors.New("hubgate: audit_log_max_size must not be negative")
 	}
 	if h.RouteCacheSize < 0 || h.MaxIdleConnsPerHost < 0 || h.LoginFailuresPerIP < 0 || h.LoginFailuresPerUser < 0 ||
 		(h.MaxConcurrentStarts != nil && *h.MaxConcurrentStarts < 0) {

@@ -61,10 +61,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.diffs = new(reloadDiffs)
+	var err error
 	audit := caddy.Log().Named("hubgate.audit")
 	if h.AuditLog != "" {
+		maxSize := h.AuditLogMaxSize
+		if maxSize == 0 {
+			maxSize = defaultAuditLogMaxSize
+		}
+		// The size applies when the file is first opened; a reload that
+		// changes it keeps the open writer (and its chain) as it is.
 		val, _, err := auditLogs.LoadOrNew(h.AuditLog, func() (caddy.Destructor, error) {
-			w, err := auditlog.Open(auditlog.Options{Path: h.AuditLog, Signer: signer.Key(), KeyID: signer.KeyID(), MaxSize: 100 << 20})
+			w, err := auditlog.Open(auditlog.Options{Path: h.AuditLog, Signer: signer.Key(), KeyID: signer.KeyID(), MaxSize: maxSize})
 			return auditFile{w}, err
 		})
 		if err != nil {
@@ -72,6 +79,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.auditKey = h.AuditLog
 		audit = auditlog.Tee(audit, val.(auditFile).Writer)
+	}
+	if audit, err = h.loadHistory(audit); err != nil {
+		return err
 	}
 	w, err := policies.NewWatcher(h.logger.Named("policy"), h.Policy, h.onPolicyReload(audit))
 	if err != nil {
@@ -171,6 +181,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Login: h.login, Hub: h.runtime, Proxy: h.proxy, Pages: pg,
 		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer, SignAssertions: h.Assertion != nil,
 		LastDiff: func() []string { d, _ := h.diffs.last.Load().([]string); return d },
+		History:  h.history,
 		Logger:   h.logger, Audit: audit, StartWait: time.Duration(h.StartWait),
 		Backup: h.backups,
 		Tokens: personalTokens, Services: h.services,
@@ -344,6 +355,9 @@ func (h *Handler) Cleanup() error {
 			return fmt.Errorf("release audit log: %w", err)
 		}
 		h.auditKey = ""
+	}
+	if err := h.releaseHistory(); err != nil {
+		return err
 	}
 	if h.state != nil {
 		h.state = nil

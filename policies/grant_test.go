@@ -137,6 +137,7 @@ func TestGrant(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := p.Grant(tt.user, tt.groups)
+			tt.want.PolicyHash = p.Hash
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Grant(%q, %q) =\n%+v\nwant\n%+v", tt.user, tt.groups, got, tt.want)
 			}

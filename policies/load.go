@@ -39,6 +39,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 	if probs = append(probs, mergeProbs...); len(probs) > 0 {
 		return nil, probs.sorted()
 	}
+	p.Hash = fmt.Sprintf("sha256:%x", fingerprintOf([]string{file}, [][]byte{data}))
 	return p, nil
 }
 
@@ -74,6 +75,7 @@ func load(paths []string) (p *Policy, files []string, fingerprint []byte, err er
 	if probs = append(probs, mp...); len(probs) > 0 {
 		return nil, files, fingerprint, probs.sorted()
 	}
+	p.Hash = fmt.Sprintf("sha256:%x", fingerprint)
 	return p, files, fingerprint, nil
 }
 
@@ -260,4 +262,20 @@ func readFile(f string) ([]byte, error) {
 	}
 	defer fh.Close()
 	return io.ReadAll(io.LimitReader(fh, MaxFileBytes+1))
+}
+
+// fingerprintOf is the fingerprint load computes, of files and their
+// contents: each name and content length-prefixed, in order.
+func fingerprintOf(files []string, contents [][]byte) []byte {
+	h := sha256.New()
+	var n [8]byte
+	for i, f := range files {
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+		binary.BigEndian.PutUint64(n[:], uint64(len(contents[i])))
+		h.Write(n[:])
+		h.Write(contents[i])
+	}
+	return h.Sum(nil)
 }

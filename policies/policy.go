@@ -66,6 +66,10 @@ type Policy struct {
 	// policy is kept before it is backed up a last time and deleted. Zero
 	// (the default, or "forever" in YAML) keeps every home forever.
 	Retention time.Duration
+	// Hash identifies the policy's text: "sha256:" and the hex SHA-256 of
+	// its files' names and contents in load order (each length-prefixed),
+	// so two gateways with the same files report the same hash.
+	Hash string
 
 	// Derived indices, built once by Load/Parse.
 	admins   map[string]struct{}
@@ -265,6 +269,9 @@ type Grant struct {
 	// Storage is the quota on the user's home, the largest of their
 	// teams' (0, no limit, counts as the largest).
 	Storage Storage
+	// PolicyHash is the Hash of the policy that made the grant, for the
+	// provenance of the servers it starts.
+	PolicyHash string
 }
 
 // CanonicalUser returns the canonical form of a user name (lower-cased) or
@@ -366,6 +373,7 @@ func (p *Policy) Grant(user string, groups []string) Grant {
 		return g
 	}
 	_, g.Admin = p.admins[user]
+	g.PolicyHash = p.Hash
 
 	teams := slices.Clone(p.byMember[user])
 	for _, grp := range groups {

@@ -274,6 +274,10 @@ type Instance struct {
 	Node string
 	// Meta is what Spec.Meta stored.
 	Meta map[string]string
+	// ImageID is the engine's identity of the image the container runs:
+	// Docker's image ID ("sha256:..."), a pod's imageID (usually a
+	// repository digest) once the kubelet reports it; empty when unknown.
+	ImageID string
 }
 
 // Spawner starts, finds and stops per-user servers. Implementations are safe

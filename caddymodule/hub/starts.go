@@ -14,6 +14,7 @@ import (
 
 	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner"
+	"github.com/hubgate/hubgate/spawner/contract"
 )
 
 // Start is one start of a user's server in flight; concurrent requests
@@ -203,7 +204,9 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 		}
 		metrics.spawnDuration.WithLabelValues(result).Observe(time.Since(began).Seconds())
 	}()
+	prov := rt.provenance(ctx, req)
 	spec := rt.spec(ctx, req, timeout)
+	spec.Env[contract.Provenance] = provenanceEnv(prov)
 	spec.Progress = st.step
 	fields := []zap.Field{zap.String("user", req.User), zap.String("server", req.Server), zap.String("image", req.Image.Image)}
 	if req.By != "" && req.By != req.User {
@@ -264,6 +267,7 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 			Err: fmt.Errorf("wait for %s/%s: %w", req.User, req.Server, err)}
 	}
 	rt.audit.Info("spawn", append(fields, zap.String("container_id", shortID(inst.ID)), zap.Duration("duration", time.Since(began)))...)
+	rt.auditProvenance(ctx, req, inst, prov)
 	return r, nil
 }
 

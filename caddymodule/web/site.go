@@ -68,6 +68,9 @@ type Options struct {
 	// Backup is the backup manager (backups, restores, storage quotas,
 	// offboarding); nil when no backup is configured. See backup.go.
 	Backup *backup.Manager
+
+	// History is the per-user access history; nil shows empty pages.
+	History HistorySource
 }
 
 // Site serves every path of the site hubgate is placed in.
@@ -126,6 +129,9 @@ func New(o Options) *Site {
 		{exact("/hub/.well-known/jwks.json"), public, s.serveJWKS},
 		// Shares of a user's own servers (sessions, with the CSRF header).
 		{prefix("/hub/api/shares"), public, s.serveSharesAPI},
+		// Each user's own access history as JSON (it authenticates its
+		// callers as the API does, but is not for admins only).
+		{exact("/hub/api/history"), public, s.serveHistoryAPI},
 		// The API authenticates its own callers (tokens or admin sessions).
 		{prefix("/hub/api/"), public, s.serveAPI},
 		// A user's session.
@@ -139,6 +145,7 @@ func New(o Options) *Site {
 		{exact("/hub/tokens"), user, pageOnly(s.serveNewToken)},
 		{exact("/hub/tokens/revoke"), user, pageOnly(s.serveRevokeToken)},
 		{exact("/hub/restore"), user, pageOnly(s.serveRestore)},
+		{exact("/hub/history"), user, pageOnly(s.serveHistory)},
 		// Admins.
 		{exact("/hub/admin"), admin, pageOnly(s.serveAdmin)},
 		{exact("/hub/admin/backup"), admin, pageOnly(s.serveAdminBackup)},

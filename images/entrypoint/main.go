@@ -76,8 +76,9 @@ func main() {
 	}
 	cfg.Stderr = os.Stderr
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.SyncTimeout)
-	setup(ctx, cfg)
+	repos := setup(ctx, cfg)
 	cancel()
+	writeProvenance(cfg, os.Getenv(contract.Provenance), repos, os.Stdout)
 
 	app, err := exec.LookPath(args[0])
 	if err != nil {
@@ -153,18 +154,26 @@ func firstNonEmpty(vs ...string) string {
 	return ""
 }
 
-// setup configures git and syncs the repos. It never fails: problems are
+// setup configures git and syncs the repos, and returns what it found of
+// each repo afterwards (for the provenance). It never fails: problems are
 // logged and the app starts anyway.
-func setup(ctx context.Context, cfg config) {
+func setup(ctx context.Context, cfg config) (states []contract.ProvenanceRepo) {
 	lg := newLogger(cfg)
 	defer lg.close()
 	g := &gitRunner{bin: cfg.Git, timeout: cfg.GitTimeout, home: cfg.Home, extraEnv: cfg.GitExtraEnv}
 	if g.bin == "" {
 		g.bin = "git"
 	}
+	// Repos the sync never reached are reported with the reason.
+	notSynced := func(why string) []contract.ProvenanceRepo {
+		for _, spec := range cfg.Repos {
+			states = append(states, contract.ProvenanceRepo{Repo: spec, Sync: why})
+		}
+		return states
+	}
 	if _, err := exec.LookPath(g.bin); err != nil {
 		lg.printf("-", "git is not installed; git set-up and repo sync skipped")
-		return
+		return notSynced("not synced: git is not installed")
 	}
 	dir := filepath.Join(cfg.Home, "repos")
 	if len(cfg.Repos) > 0 {
@@ -172,12 +181,12 @@ func setup(ctx context.Context, cfg config) {
 		// same time: one sets up and syncs at a time.
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			lg.printf("-", "cannot create %s: %v; repos not synced", dir, err)
-			return
+			return notSynced("not synced: cannot create ~/repos")
 		}
 		unlock, err := lockFile(ctx, filepath.Join(dir, ".hubgate-sync.lock"))
 		if err != nil {
 			lg.printf("-", "repos not synced: %v", err)
-			return
+			return notSynced("not synced: " + err.Error())
 		}
 		defer unlock()
 	}
@@ -190,7 +199,7 @@ func setup(ctx context.Context, cfg config) {
 	base, err := parseGitURL(cfg.GitURL)
 	if err != nil {
 		lg.printf("-", "HUBGATE_GIT_URL: %v; repos not synced", err)
-		return
+		return notSynced("not synced: bad HUBGATE_GIT_URL")
 	}
 	// The entrypoint's own git calls ask this program for the token and
 	// nothing else: command-line config comes last, so the empty value
@@ -208,6 +217,7 @@ func setup(ctx context.Context, cfg config) {
 	for _, spec := range cfg.Repos {
 		if ctx.Err() != nil {
 			lg.printf(spec, "skipped: the sync took longer than %s; it is tried again on the next start", cfg.SyncTimeout)
+			states = append(states, contract.ProvenanceRepo{Repo: spec, Sync: "skipped: the sync took too long"})
 			continue
 		}
 		owner, name, err := parseRepo(spec)
@@ -217,13 +227,18 @@ func setup(ctx context.Context, cfg config) {
 		}
 		if other, ok := seen[name]; ok {
 			lg.printf(spec, "skipped: %s is already cloned into ~/repos/%s", other, name)
+			states = append(states, contract.ProvenanceRepo{Repo: spec, Sync: "skipped: ~/repos/" + name + " holds " + other})
 			continue
 		}
 		seen[name] = spec
 		r := repo{spec: owner + "/" + name, url: base + "/" + owner + "/" + name + ".git", dir: filepath.Join(dir, name), home: cfg.Home}
 		outcome := syncRepo(ctx, g, r)
 		lg.printf(r.spec, "%s", outcome)
+		st := repoState(ctx, g, r.dir)
+		st.Repo, st.Sync = r.spec, outcome
+		states = append(states, st)
 	}
+	return states
 }
 
 // lockFile takes an exclusive flock on path, waiting until ctx ends.

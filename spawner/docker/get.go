@@ -66,6 +66,7 @@ func (s *Spawner) fromInspect(c container.InspectResponse) spawner.Instance {
 	inst.Running = c.State.Running
 	inst.Created = parseTime(c.Created)
 	inst.Started = parseTime(c.State.StartedAt)
+	inst.ImageID = c.Image
 	if inst.Created.IsZero() {
 		inst.Created = parseTime(c.Config.Labels[LabelCreated])
 	}

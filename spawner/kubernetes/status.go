@@ -36,6 +36,9 @@ func fromPod(p *corev1.Pod) spawner.Instance {
 		if cs.Name == containerName && cs.State.Running != nil {
 			inst.Started = cs.State.Running.StartedAt.UTC()
 		}
+		if cs.Name == containerName {
+			inst.ImageID = cs.ImageID
+		}
 	}
 	inst.Running = p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning
 	if inst.Running && ready(p) && p.Status.PodIP != "" && p.Labels[LabelPort] != "" {
