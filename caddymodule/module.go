@@ -167,9 +167,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.proxy, err = hub.NewProxy(ctx, h.runtime, proxyConfig); err != nil {
 		return err
 	}
-	if err := h.provisionBackup(ctx, prefix, audit); err != nil {
-		return err
-	}
 	if h.hosts, err = h.provisionServerHosts(ctx, prefix, streams, w.Current, audit); err != nil {
 		return err
 	}
@@ -177,6 +174,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	personalTokens := tokens.New(ctx.Storage(), prefix, 0)
+	if err := h.provisionBackup(ctx, prefix, audit, h.offboardRevokers(personalTokens)); err != nil {
+		return err
+	}
 	siteOpts := web.Options{
 		Login: h.login, Hub: h.runtime, Proxy: h.proxy, Pages: pg,
 		Policy: w.Current, PolicyStatus: w.LastResult, Signer: signer, SignAssertions: h.Assertion != nil,

@@ -17,7 +17,7 @@ var backupManagers = caddy.NewUsagePool()
 
 // provisionBackup finds or makes the deployment's backup manager and
 // gives it this config, when the backup block is set.
-func (h *Handler) provisionBackup(ctx caddy.Context, prefix string, audit *zap.Logger) error {
+func (h *Handler) provisionBackup(ctx caddy.Context, prefix string, audit *zap.Logger, revokers []backup.Revoker) error {
 	if h.Backup == nil {
 		if pol := h.watcher.Current(); pol != nil && pol.Retention > 0 {
 			h.logger.Warn("the policy sets a retention but there is no backup block: no home is ever deleted without a verified final backup, so none is deleted")
@@ -42,5 +42,6 @@ func (h *Handler) provisionBackup(ctx caddy.Context, prefix string, audit *zap.L
 		Storage:   ctx.Storage(),
 		Logger:    h.logger.Named("backup"),
 		Audit:     audit,
+		Revokers:  revokers,
 	})
 }
