@@ -113,7 +113,7 @@ localhost {
 `, strings.Join(upstreams, " "))
 }
 
-func startCluster(t *testing.T, policy string, n int) *cluster {
+func startCluster(t testing.TB, policy string, n int) *cluster {
 	t.Helper()
 	lb := newGateway(t, gwOptions{policy: policy})
 	cl := &cluster{lb: lb, storage: filepath.Join(lb.dir, "shared-storage")}
@@ -546,5 +546,47 @@ func TestReplicasBehindLoadBalancer(t *testing.T) {
 	eventually(t, 25*time.Second, "alice's idle server is culled", func() bool { return len(lb.containers("alice")) == 0 })
 	if !strings.Contains(cl.replicas[h].logs(), `"msg":"cull"`) {
 		t.Logf("the cull was logged by another replica than %d (the lease moved)", h)
+	}
+}
+
+// BenchmarkReplicas is req/s of a running server's requests through the
+// balancer with one replica behind it and with three (go test ./e2e -run
+// '^$' -bench Replicas -benchtime 5s). The figure depends on the cores:
+// on a 2-core machine three replicas compete with the balancer and the
+// app for the same CPUs.
+func BenchmarkReplicas(b *testing.B) {
+	for _, n := range []int{1, 3} {
+		cl := startCluster(b, basePolicy, n)
+		c := cl.lb.login("alice")
+		if resp, _ := cl.lb.getReady(c, "/user/alice/notebook/whoami"); resp.StatusCode != http.StatusOK {
+			b.Fatalf("whoami: %d", resp.StatusCode)
+		}
+		session := cl.lb.cookie(c, "__Host-hubgate-session").Value
+		b.Run(fmt.Sprintf("replicas=%d", n), func(b *testing.B) {
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				cc := cl.lb.withCookie(session)
+				for pb.Next() {
+					resp, err := cc.Get(cl.lb.url("/user/alice/notebook/whoami"))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+		for _, r := range cl.replicas {
+			r.stop()
+		}
+		cl.lb.stop()
+		cl.lb.removeContainers()
 	}
 }
