@@ -101,6 +101,7 @@ type sharing struct {
 	leaseUntil atomic.Int64
 	holder     atomic.Value // string: the holder last seen
 	storageOK  atomic.Bool
+	failures   atomic.Int32 // lease rounds failed in a row
 	kick       chan struct{}
 
 	mu      sync.Mutex
@@ -192,12 +193,24 @@ func (rt *Runtime) sharedLoop() {
 // leaseRound takes or renews the lease if it is free, expired or ours. Its
 // success or failure is the storage's health.
 func (rt *Runtime) leaseRound(s Shared) {
-	ctx, cancel := context.WithTimeout(rt.ctx, max(s.LeaseTTL/3, time.Second))
+	// file_system's lock polls every second when another replica holds
+	// it: a round may wait that long without the storage being down.
+	ctx, cancel := context.WithTimeout(rt.ctx, max(s.LeaseTTL/3, 3*time.Second))
 	defer cancel()
 	began := time.Now()
 	held, holder, err := rt.claimLease(ctx, s, began)
+	if err != nil {
+		// Two failed rounds in a row: the storage is down.
+		if rt.shared.failures.Add(1) < 2 {
+			rt.logger.Warn("shared storage round failed", zap.Error(err))
+			return
+		}
+	} else {
+		rt.shared.failures.Store(0)
+	}
 	wasOK := rt.shared.storageOK.Swap(err == nil)
 	if err != nil {
+		rt.shared.leaseUntil.Store(0)
 		if wasOK {
 			rt.logger.Error("shared storage unreachable: new starts are refused until it answers", zap.Error(err))
 		}
