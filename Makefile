@@ -19,7 +19,7 @@ TEST_TIMEOUT ?= 30m
 # unknown module stops that search, so fall through to "off" on any error.
 XCADDY_GOPROXY ?= $(shell $(GO) env GOPROXY | sed -e 's/,direct$$//' -e 's/|off$$//')|off
 
-.PHONY: all build run images test test-deps unit e2e lint check-versions clean bench fuzz fuzz-short redis-deps k8s-tools image-hubgate bench-k8s
+.PHONY: all build run images test test-deps unit e2e lint check-versions clean bench bench-replicas fuzz fuzz-short redis-deps k8s-tools image-hubgate bench-k8s
 
 all: build
 
@@ -203,6 +203,14 @@ bench: build image-testapp $(OAUTH2_PROXY)
 	$(GO) build -o bench/out/bin/ ./bench/run ./bench/wsrtt
 	BENCH_OAUTH2_PROXY=$(OAUTH2_PROXY) bench/out/bin/run
 	@$(MAKE) --no-print-directory bench-k8s
+	@$(MAKE) --no-print-directory bench-replicas
+
+## bench-replicas: req/s of a running server through a Caddy balancer with
+## one hubgate replica behind it and with three (e2e harness, real
+## processes); writes bench/out/replicas.txt.
+bench-replicas: build image-testapp
+	mkdir -p bench/out
+	HUBGATE_CADDY=$(CADDY) $(GO) test -count=1 -run '^$$' -bench Replicas -benchtime 5s ./e2e/ | tee bench/out/replicas.txt
 
 ## bench-k8s: 1,000 pods through the Kubernetes backend on a kwok node (time
 ## to all Running and routed, API calls per pod, informer memory, Get cost);

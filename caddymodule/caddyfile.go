@@ -49,6 +49,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		login_window <duration>
 //		max_concurrent_starts <n>
 //		cull_interval <duration>
+//		activity_flush <duration>
+//		cull_lease <duration>
 //		oidc <name> { issuer, client_id, client_secret, scopes, ... }
 //		github { client_id, client_secret, url, api_url, orgs, ... }
 //		local off
@@ -153,7 +155,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("unrecognized docker option %q", d.Val())
 				}
 			}
-		case "session_ttl", "start_timeout", "start_wait", "login_window", "cull_interval":
+		case "session_ttl", "start_timeout", "start_wait", "login_window", "cull_interval", "activity_flush", "cull_lease":
 			name := d.Val()
 			var v string
 			if !d.AllArgs(&v) {
@@ -174,6 +176,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.LoginWindow = caddy.Duration(dur)
 			case "cull_interval":
 				h.CullInterval = caddy.Duration(dur)
+			case "activity_flush":
+				h.ActivityFlush = caddy.Duration(dur)
+			case "cull_lease":
+				h.CullLease = caddy.Duration(dur)
 			}
 		case "route_cache_size", "max_idle_conns_per_host", "login_failures_per_user", "login_failures_per_ip", "max_concurrent_starts":
 			name := d.Val()

@@ -148,6 +148,23 @@ type Handler struct {
 	// team's idle_timeout and max_age. Default: 1m.
 	CullInterval caddy.Duration `json:"cull_interval,omitempty"`
 
+	// ActivityFlush is how often, at most, this replica writes the last
+	// activity it proxied per server to Caddy's storage, where every
+	// replica (and the culler, whichever replica holds the cull lease)
+	// reads it each cull_interval. Activity reaches the culler within
+	// activity_flush + cull_interval, so idle timeouts should be well
+	// above that; a replica killed with SIGKILL loses at most this much.
+	// Default: 30s.
+	ActivityFlush caddy.Duration `json:"activity_flush,omitempty"`
+
+	// CullLease is how long the cull lease lasts unrenewed. One replica
+	// at a time holds it and stops idle servers; it renews the lease
+	// every third of this, and when it dies another replica takes over
+	// within cull_lease + cull_lease/3 (at once when it shuts down
+	// cleanly). Replicas' clocks must agree to well within this.
+	// Default: 30s.
+	CullLease caddy.Duration `json:"cull_lease,omitempty"`
+
 	// OIDC lists the OpenID Connect providers people may log in with.
 	// Several may be configured; the login page offers each.
 	OIDC []*OIDCConfig `json:"oidc,omitempty"`
@@ -293,6 +310,12 @@ func (h *Handler) applyDefaults() {
 	if h.Egress != nil {
 		h.Egress.applyDefaults()
 	}
+	if h.ActivityFlush == 0 {
+		h.ActivityFlush = caddy.Duration(hub.DefaultActivityFlush)
+	}
+	if h.CullLease == 0 {
+		h.CullLease = caddy.Duration(hub.DefaultLeaseTTL)
+	}
 	h.applyAuthDefaults()
 }
 
@@ -326,7 +349,8 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("hubgate: public_url %q must be an origin such as https://hub.example.org (scheme and host, no path)", h.PublicURL)
 		}
 	}
-	if h.SessionTTL < 0 || h.StartTimeout < 0 || h.StartWait < 0 || h.LoginWindow < 0 || h.CullInterval < 0 {
+	if h.SessionTTL < 0 || h.StartTimeout < 0 || h.StartWait < 0 || h.LoginWindow < 0 || h.CullInterval < 0 ||
+		h.ActivityFlush < 0 || h.CullLease < 0 {
 		return errors.New("hubgate: durations must not be negative")
 	}
 	if h.AuditLogMaxSize < 0 {

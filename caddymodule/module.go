@@ -29,6 +29,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/session"
 	"github.com/hubgate/hubgate/caddymodule/tokens"
 	"github.com/hubgate/hubgate/caddymodule/web"
+	"github.com/hubgate/hubgate/internal/randid"
 	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner"
 	"github.com/hubgate/hubgate/spawner/docker"
@@ -114,6 +115,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		StartTimeout:        time.Duration(h.StartTimeout),
 		EgressEnv:           h.egressEnv(),
 	})
+	h.runtime.Share(hub.Shared{
+		Storage: ctx.Storage(), Prefix: prefix, Replica: replicaID,
+		ActivityFlush: time.Duration(h.ActivityFlush), LeaseTTL: time.Duration(h.CullLease),
+	})
 	h.stateKey = h.Name
 	val, _, err := loginStates.LoadOrNew(h.stateKey, func() (caddy.Destructor, error) {
 		return login.NewState(ctx.Storage(), prefix), nil
@@ -122,7 +127,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("login state: %w", err)
 	}
 	h.state = val.(*login.State)
-	h.state.SetStorage(ctx.Storage())
+	h.state.Share(ctx.Storage(), replicaID)
 
 	providers, err := h.buildProviders()
 	if err != nil {
@@ -213,6 +218,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // changed tunable is applied with Configure instead of making a second
 // runtime with a second engine client.
 var runtimes = caddy.NewUsagePool()
+
+// replicaID names this process among the replicas of a deployment that
+// share Caddy's storage (activity records, the cull lease, login failure
+// counts). It is new on every process start.
+var replicaID = randid.New(9)
 
 // loginStates holds each deployment's login state (failure counters,
 // revocations, used OAuth states, GitHub re-checks) the same way, keyed by

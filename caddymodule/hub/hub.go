@@ -94,6 +94,9 @@ type Runtime struct {
 	starts map[string]*Start
 	queue  startQueue
 
+	shared     sharing
+	sharedDone chan struct{}
+
 	// warmed is closed when the first listing of running servers (done
 	// in the background after a gateway start) has filled the cache.
 	warmed chan struct{}
@@ -141,7 +144,10 @@ func New(o Options, c Config) (*Runtime, error) {
 		cancel:  cancel,
 		starts:  make(map[string]*Start),
 		warmed:  make(chan struct{}),
+
+		sharedDone: make(chan struct{}),
 	}
+	rt.shared.kick = make(chan struct{}, 1)
 	rt.Configure(c)
 	go rt.warm()
 	go rt.cullLoop()
@@ -181,6 +187,13 @@ func (rt *Runtime) Streams() *Streams { return rt.streams }
 // is unloaded. Containers keep running.
 func (rt *Runtime) Destruct() error {
 	rt.cancel()
+	if rt.shared.cfg.Load() != nil {
+		// The last activity record and the lease's release.
+		select {
+		case <-rt.sharedDone:
+		case <-time.After(5 * time.Second):
+		}
+	}
 	if c, ok := rt.spawner.(interface{ Close() error }); ok {
 		return c.Close()
 	}

@@ -25,6 +25,9 @@ type Route struct {
 	// lastActivity is Unix nanoseconds of the last proxied request or
 	// websocket data frame.
 	lastActivity atomic.Int64
+	// sharedActivity is the latest activity other replicas recorded
+	// (Unix nanoseconds), read each cull interval.
+	sharedActivity atomic.Int64
 }
 
 // User is the route's user.
@@ -37,7 +40,9 @@ func (r *Route) Server() string { return r.server }
 func (r *Route) Instance() spawner.Instance { return r.inst }
 
 // LastActivity is when the route last carried traffic.
-func (r *Route) LastActivity() time.Time { return time.Unix(0, r.lastActivity.Load()).UTC() }
+func (r *Route) LastActivity() time.Time {
+	return time.Unix(0, max(r.lastActivity.Load(), r.sharedActivity.Load())).UTC()
+}
 
 // touch records activity now.
 func (r *Route) touch() { r.lastActivity.Store(time.Now().UnixNano()) }

@@ -315,7 +315,13 @@ func (rt *Runtime) StartTimeout() time.Duration { return time.Duration(rt.startT
 // start itself when it is still going (st non-nil, r nil); or the start's
 // error, after which the failed start is dismissed so the next request
 // tries anew. ctx ending returns ctx's error.
+//
+// While the shared storage does not answer (see Share), no new start is
+// begun: it returns ErrStorageDown; starts in flight go on.
 func (rt *Runtime) StartAndWait(ctx context.Context, req StartRequest, wait time.Duration) (r *Route, st *Start, err error) {
+	if _, pending := rt.Pending(Key(req.User, req.Server)); !pending && !rt.StorageOK() {
+		return nil, nil, ErrStorageDown
+	}
 	st = rt.Begin(req)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()

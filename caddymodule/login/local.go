@@ -118,7 +118,13 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request, next s
 	// The attempt is counted before the password is checked, so many
 	// concurrent guesses cannot all pass the limit while their bcrypt
 	// comparisons run; a good password takes its count back.
-	if blocked, wait := a.o.State.limiter.attempt(user, ip, now); blocked {
+	blocked, wait, err := a.o.State.loginAttempt(r.Context(), user, ip, now)
+	if err != nil {
+		a.o.Logger.Error("login refused: failed-login counts unavailable", zap.String("user", user), zap.Error(err))
+		w.Header().Set("Retry-After", "10")
+		return a.showLogin(w, r, next, "Logins are unavailable for a moment: the gateway cannot reach its shared storage. Servers already running are not affected. Try again in a minute.", http.StatusServiceUnavailable)
+	}
+	if blocked {
 		a.o.Audit.Warn("login refused: too many failures", zap.String("user", user), zap.String("remote_ip", ip), zap.String("reason", "rate_limited"))
 		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
 		return a.showLogin(w, r, next, "Too many failed logins. Try again later.", http.StatusTooManyRequests)
@@ -128,7 +134,7 @@ func (a *Authenticator) postLogin(w http.ResponseWriter, r *http.Request, next s
 		a.o.Audit.Warn("login failed", zap.String("user", user), zap.String("remote_ip", ip), zap.String("provider", providerLocal), zap.String("reason", "bad_credentials"))
 		return a.showLogin(w, r, next, "Wrong user name or password.", http.StatusUnauthorized)
 	}
-	a.o.State.limiter.succeed(user, ip)
+	a.o.State.loginSucceeded(r.Context(), user, ip)
 	a.o.Seen(user)
 	s := session.Session{User: user, Provider: providerLocal, Credential: credentialTag(pol.Accounts[user])}
 	if err := a.mint(w, &s, pol, now); err != nil {

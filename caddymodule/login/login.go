@@ -25,12 +25,17 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultSessionTTL        = 24 * time.Hour
-	DefaultFailuresPerUser   = 5
-	DefaultFailuresPerIP     = 20
-	DefaultFailureWindow     = 15 * time.Minute
-	DefaultRecheckInterval   = 10 * time.Minute
-	revocationRefresh        = 2 * time.Second
+	DefaultSessionTTL      = 24 * time.Hour
+	DefaultFailuresPerUser = 5
+	DefaultFailuresPerIP   = 20
+	DefaultFailureWindow   = 15 * time.Minute
+	DefaultRecheckInterval = 10 * time.Minute
+	// revocationRefresh bounds how late another replica honours a
+	// logout (plus one storage read).
+	revocationRefresh = 1 * time.Second
+	// stateSweep is how often used OAuth states that expired are deleted
+	// from storage.
+	stateSweep               = 10 * time.Minute
 	oauthStateTTL            = 10 * time.Minute
 	loginStateTTL            = time.Hour
 	maxCookieValue           = 3900
@@ -141,6 +146,7 @@ func New(cfg Config, o Options) (*Authenticator, error) {
 		cancel()
 	}
 	a.loop(revocationRefresh, a.refreshRevocations)
+	a.loop(stateSweep, a.sweepStates)
 	if a.github != nil {
 		a.loop(min(max(cfg.RecheckInterval/4, 100*time.Millisecond), 30*time.Second), a.recheckDue)
 	}

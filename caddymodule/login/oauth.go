@@ -137,7 +137,7 @@ func (a *Authenticator) ServeOAuthCallback(w http.ResponseWriter, r *http.Reques
 
 	if e := q.Get("error"); e != "" {
 		if stateMatches {
-			a.o.State.consumeState(st.State)
+			_, _ = a.o.State.consumeStateShared(r.Context(), st.State)
 		}
 		label := ""
 		if haveState {
@@ -152,7 +152,11 @@ func (a *Authenticator) ServeOAuthCallback(w http.ResponseWriter, r *http.Reques
 		return a.problem(w, r, http.StatusBadRequest, "This login took more than 10 minutes. Start it again.", "login_state_expired", st.Provider)
 	case !stateMatches:
 		return a.problem(w, r, http.StatusBadRequest, "This answer does not belong to the login started in this browser. Start the login again.", "state_mismatch", st.Provider)
-	case !a.o.State.consumeState(st.State):
+	}
+	if fresh, err := a.o.State.consumeStateShared(r.Context(), st.State); err != nil {
+		a.o.Logger.Error("login callback refused: used states unavailable", zap.Error(err))
+		return a.problem(w, r, http.StatusServiceUnavailable, "The login could not be completed: the gateway cannot reach its shared storage. Start the login again in a minute.", "storage_error", st.Provider)
+	} else if !fresh {
 		return a.problem(w, r, http.StatusBadRequest, "This login answer was already used. Start the login again.", "state_replayed", st.Provider)
 	}
 	p := a.byName[st.Provider]

@@ -2,6 +2,7 @@ package login
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -21,6 +22,10 @@ type State struct {
 	// client credentials, before anyone is authenticated.
 	idpCalls *limiter
 	revoked  *session.Revocations
+	prefix   string
+	// shared, once set by Share, keeps failure counts and used OAuth
+	// states in storage for every replica (shared.go).
+	shared atomic.Pointer[sharedStore]
 
 	// states remembers OAuth states already used, so a callback cannot
 	// be replayed even with a copy of the pre-login cookie.
@@ -40,6 +45,7 @@ func NewState(storage certmagic.Storage, prefix string) *State {
 		limiter:  newLimiter(DefaultFailuresPerUser, DefaultFailuresPerIP, DefaultFailureWindow),
 		idpCalls: newLimiter(idpCallsPerIP, idpCallsPerIP, DefaultFailureWindow),
 		revoked:  session.NewRevocations(storage, prefix+"/revoked"),
+		prefix:   prefix,
 		states:   expirable.NewLRU[string, struct{}](100000, nil, oauthStateTTL+time.Minute),
 		members:  make(map[int64]*ghMember),
 	}

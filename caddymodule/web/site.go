@@ -224,14 +224,22 @@ func setUserPlaceholders(r *http.Request, s *session.Session) {
 	repl.Set("http.auth.user.provider", s.Provider)
 }
 
-// serveHealth answers load balancers: ready once the policy is loaded and
-// sessions can be checked. It needs no login and shows no names.
-func (s *Site) serveHealth(w http.ResponseWriter, _ *http.Request, _ *session.Session) error {
+// serveHealth answers load balancers: ready once the policy is loaded,
+// sessions can be checked (the revocation records were read) and the
+// running servers were listed; not ready again as soon as Caddy begins
+// to shut down (its shutdown_delay: the load balancer stops sending new
+// requests here while the ones in flight finish). The keys are loaded
+// before the handler serves at all. It needs no login and shows no names.
+func (s *Site) serveHealth(w http.ResponseWriter, r *http.Request, _ *session.Session) error {
 	res := s.o.PolicyStatus()
 	st := s.o.Hub.Stats()
-	ready := s.o.Policy() != nil && s.o.Login.Ready()
+	rep := s.o.Hub.Replica()
+	ready := s.o.Policy() != nil && s.o.Login.Ready() && s.o.Hub.Warmed()
 	status, code := "ok", http.StatusOK
-	if !ready {
+	switch {
+	case shuttingDown(r):
+		status, code = "shutting_down", http.StatusServiceUnavailable
+	case !ready:
 		status, code = "starting", http.StatusServiceUnavailable
 	}
 	return pages.WriteJSON(w, code, map[string]any{
@@ -241,7 +249,20 @@ func (s *Site) serveHealth(w http.ResponseWriter, _ *http.Request, _ *session.Se
 		"routes_cached":    st.RoutesCached,
 		"routes_listed":    s.o.Hub.Warmed(),
 		"starts_in_flight": st.StartsInFlight,
+		"replica":          rep,
 	})
+}
+
+// shuttingDown reports Caddy's {http.shutting_down}: the server's
+// shutdown is scheduled.
+func shuttingDown(r *http.Request) bool {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return false
+	}
+	v, _ := repl.Get("http.shutting_down")
+	b, _ := v.(bool)
+	return b
 }
 
 // serveJWKS publishes the assertion's public key; it needs no login.

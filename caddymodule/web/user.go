@@ -138,6 +138,9 @@ func (s *Site) startFailed(w http.ResponseWriter, r *http.Request, sess *session
 	case errors.Is(err, spawner.ErrUnavailable):
 		msg = "The container engine cannot be reached right now. Try again in a minute."
 		status = http.StatusServiceUnavailable
+	case errors.Is(err, hub.ErrStorageDown):
+		msg = "The gateway cannot reach its shared storage right now, so no new server is started. Servers already running are not affected. Try again in a minute."
+		status = http.StatusServiceUnavailable
 	case errors.Is(err, spawner.ErrImageMissing):
 		msg = fmt.Sprintf("The image %q of server %q is not available on this machine. Ask an admin to build or load it.", d.Image.Image, d.Server)
 		status = http.StatusServiceUnavailable

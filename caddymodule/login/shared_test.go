@@ -1,0 +1,94 @@
+package login
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+)
+
+// threeReplicas is the login state of three replicas on one real
+// file_system storage.
+func threeReplicas(t *testing.T) ([]*State, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "storage")
+	st := &certmagic.FileStorage{Path: dir}
+	var out []*State
+	for _, id := range []string{"a", "b", "c"} {
+		s := NewState(st, "hubgate/t")
+		s.limiter.configure(5, 20, time.Minute)
+		s.Share(st, id)
+		out = append(out, s)
+	}
+	return out, dir
+}
+
+func TestFailureLimitHoldsAcrossReplicas(t *testing.T) {
+	states, _ := threeReplicas(t)
+	ctx := context.Background()
+	now := time.Now()
+	passed := 0
+	for i := range 12 {
+		blocked, wait, err := states[i%3].loginAttempt(ctx, "mallory", "10.0.0.1", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !blocked {
+			passed++
+		} else if wait <= 0 || wait > time.Minute {
+			t.Errorf("attempt %d blocked for %s", i, wait)
+		}
+	}
+	if passed != 5 {
+		t.Fatalf("%d attempts passed on 3 replicas, want the limit, 5", passed)
+	}
+	// Another user from the same IP is not blocked (5 < 20 per IP), and a
+	// good login clears the user's failures on every replica.
+	if blocked, _, _ := states[1].loginAttempt(ctx, "alice", "10.0.0.1", now); blocked {
+		t.Fatal("alice blocked by mallory's failures")
+	}
+	states[1].loginSucceeded(ctx, "mallory", "10.0.0.1")
+	// (Replica c still counts its own one attempt until its window
+	// ends; the stored counts of the others are gone.)
+	if blocked, _, _ := states[2].loginAttempt(ctx, "mallory", "10.0.0.1", now); blocked {
+		t.Fatal("mallory still blocked on another replica after a good login")
+	}
+	// Windows end: old counts of other replicas do not block.
+	later := now.Add(2 * time.Minute)
+	for range 4 {
+		states[0].loginAttempt(ctx, "bob", "10.0.0.2", now)
+	}
+	if blocked, _, _ := states[1].loginAttempt(ctx, "bob", "10.0.0.2", later); blocked {
+		t.Fatal("counts of an ended window still block")
+	}
+}
+
+func TestUsedStateRefusedOnEveryReplica(t *testing.T) {
+	states, dir := threeReplicas(t)
+	ctx := context.Background()
+	ok, err := states[0].consumeStateShared(ctx, "state-1")
+	if err != nil || !ok {
+		t.Fatalf("first use: %v %v", ok, err)
+	}
+	for i, s := range states {
+		if ok, err := s.consumeStateShared(ctx, "state-1"); err != nil || ok {
+			t.Errorf("replay on replica %d accepted (%v)", i, err)
+		}
+	}
+	// The storage down: refused with errStorage, not accepted uncounted.
+	if err := os.Rename(dir, dir+".down"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, []byte("down"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := states[1].consumeStateShared(ctx, "state-2"); ok || err == nil {
+		t.Errorf("a state was accepted with the storage down: %v %v", ok, err)
+	}
+	if _, _, err := states[1].loginAttempt(ctx, "alice", "10.0.0.3", time.Now()); err == nil {
+		t.Error("a login attempt was counted with the storage down")
+	}
+}
