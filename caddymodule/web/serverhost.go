@@ -196,12 +196,28 @@ func (s *Site) serveServerHost(w http.ResponseWriter, r *http.Request, owner, se
 	if r.URL.Path == serverCallbackPath {
 		return s.serverCallback(w, r, host)
 	}
-	hs, ok := s.hostSession(r, host)
-	if !ok {
-		return s.serverLogin(w, r, host)
+	var sess *session.Session
+	var hs *session.HostSession
+	if cred, ok := personalToken(r); ok && s.o.Tokens != nil {
+		// A token request (scripts, editors): the token alone says who it
+		// is, and it reaches only its owner's own servers (within its
+		// scope), never a server shared with its owner (bearer.go).
+		ts, tr, err := s.tokenSession(w, r, cred)
+		if ts == nil {
+			return err
+		}
+		if ts.User != owner || !tokenReaches(tr, server) {
+			return s.refuse(w, tr, ts, http.StatusForbidden, "This token does not reach this server.", "token_scope", zap.String("owner", owner), zap.String("server", server))
+		}
+		sess, r = ts, tr
+	} else {
+		var ok bool
+		if hs, ok = s.hostSession(r, host); !ok {
+			return s.serverLogin(w, r, host)
+		}
+		sess = &hs.Session
+		setUserPlaceholders(r, sess)
 	}
-	sess := &hs.Session
-	setUserPlaceholders(r, sess)
 	origin := func() string { return s.serverOrigin(r, host) }
 	d := AuthorizeHost(s.o.Policy(), sess, r, owner, server, s.grants(), origin)
 	if !d.Allow {
@@ -215,7 +231,9 @@ func (s *Site) serveServerHost(w http.ResponseWriter, r *http.Request, owner, se
 		}
 		return s.refuse(w, r, sess, d.Status, d.Message, d.Reason, zap.String("owner", owner), zap.String("server", server), zap.String("origin", r.Header.Get("Origin")))
 	}
-	s.renewHostCookie(w, hs)
+	if hs != nil {
+		s.renewHostCookie(w, hs)
+	}
 	if d.Grant != nil {
 		s.auditFirstUse(sess, d)
 	}

@@ -128,3 +128,60 @@ func TestServerHostHandshake(t *testing.T) {
 		t.Fatalf("bob's authorize for alice's host: %d", w.Code)
 	}
 }
+
+// TestServerHostTakesPersonalTokens: with server_host, a personal token
+// reaches its owner's own server on that server's host (within its
+// scope), never another user's server, shared or not.
+func TestServerHostTakesPersonalTokens(t *testing.T) {
+	f := newFixture(t, 5*time.Second)
+	f.writePolicy(t, tokenPolicy, passwordHash(), passwordHash())
+	f.watcher.Reload()
+	alices := f.homeToken(t, "alice", "", "30")
+	rstudioOnly := f.homeToken(t, "alice", "rstudio", "30")
+	bobs := f.homeToken(t, "bob", "", "30")
+	tmpl, err := serverhost.Parse("{server}--{user}.hub.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, _ := pages.New()
+	proxy, err := hub.NewProxy(caddyContext(t), f.hub, hub.ProxyConfig{MaxIdleConnsPerHost: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Cleanup() })
+	store := shares.New(&certmagic.FileStorage{Path: t.TempDir()}, "p")
+	if _, err := store.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f.site = New(Options{
+		Login: f.login, Hub: f.hub, Proxy: proxy, Pages: pg, Policy: f.watcher.Current,
+		PolicyStatus: f.watcher.LastResult, Logger: zap.NewNop(), Audit: zap.NewNop(), StartWait: 5 * time.Second,
+		ServerHost: tmpl, Shares: store, SharesEnabled: true, Tokens: f.tokens,
+	})
+	const app = "https://notebook--alice.hub.test/user/alice/notebook/api/status"
+	w := f.do(t, hostRequest(app, "", bearer(alices)...))
+	if w.Code != http.StatusOK {
+		t.Fatalf("alice's token on her server host: %d %s", w.Code, w.Body)
+	}
+	if h := http.Header(decodeSeen(t, w.Body.String()).Header); h.Get("X-Hubgate-User") != "alice" || strings.Contains(h.Get("Authorization"), alices) {
+		t.Fatalf("app saw user %q Authorization %q", h.Get("X-Hubgate-User"), h.Get("Authorization"))
+	}
+	if len(w.Result().Cookies()) != 0 {
+		t.Errorf("a token request got cookies: %v", w.Result().Cookies())
+	}
+	for name, c := range map[string]struct {
+		tok  string
+		want int
+	}{
+		"bob's token":        {bobs, http.StatusForbidden},
+		"a one-server token": {rstudioOnly, http.StatusForbidden},
+		"an unknown token":   {"hgp_000000000000_" + strings.Repeat("a", 43), http.StatusUnauthorized},
+	} {
+		if w := f.do(t, hostRequest(app, "", bearer(c.tok)...)); w.Code != c.want {
+			t.Errorf("%s on alice's notebook host: %d, want %d", name, w.Code, c.want)
+		}
+	}
+	if w := f.do(t, hostRequest("https://rstudio--alice.hub.test/user/alice/rstudio/", "", bearer(rstudioOnly)...)); w.Code != http.StatusOK {
+		t.Errorf("the rstudio token on the rstudio host: %d %s", w.Code, w.Body)
+	}
+}
