@@ -123,6 +123,11 @@ type Manager struct {
 	initOnce sync.Mutex
 	inited   bool
 
+	// repoMu orders this gateway's restic runs on the repository: the
+	// commands that take restic's exclusive lock (forget --prune, check)
+	// run alone, the others together (restic.go).
+	repoMu sync.RWMutex
+
 	// now is the clock; tests set it.
 	now func() time.Time
 }

@@ -86,10 +86,43 @@ func (m *Manager) exec(ctx context.Context, c *Config, r run) (spawner.HelperRes
 
 // restic runs restic with the given arguments (no local cache: helpers
 // are fresh containers).
+//
+// restic 0.14 fails at once when another restic holds a conflicting lock
+// on the repository (it has no --retry-lock): the runs of this gateway
+// are ordered by repoMu (an admin's "back up now" while the schedule
+// prunes), and a run refused because of a lock held elsewhere (another
+// replica's round) is tried again with a backoff for up to lockWait.
 func (m *Manager) restic(ctx context.Context, c *Config, r run, args ...string) (spawner.HelperResult, error) {
 	r.cmd = append([]string{"/usr/bin/restic", "--no-cache"}, args...)
-	return m.exec(ctx, c, r)
+	exclusive := len(args) > 0 && (args[0] == "forget" || args[0] == "prune" || args[0] == "check")
+	deadline := time.Now().Add(lockWait)
+	wait := 500 * time.Millisecond
+	for {
+		if exclusive {
+			m.repoMu.Lock()
+		} else {
+			m.repoMu.RLock()
+		}
+		res, err := m.exec(ctx, c, r)
+		if exclusive {
+			m.repoMu.Unlock()
+		} else {
+			m.repoMu.RUnlock()
+		}
+		if err == nil || !strings.Contains(res.Stderr, "repository is already locked") || time.Now().Add(wait).After(deadline) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
+
+// lockWait bounds how long a restic run waits for another's lock.
+const lockWait = 2 * time.Minute
 
 // lastLines is the end of s, at most n bytes, trimmed.
 func lastLines(s string, n int) string {
