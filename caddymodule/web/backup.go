@@ -74,14 +74,15 @@ func (s *Site) homeBackup(r *http.Request, sess *session.Session, grant policies
 	page.Backup = hb
 }
 
-// overQuota refuses a start when the user's home is over its hard quota,
-// with a page saying how much to delete and where the space goes. done
-// reports that the answer was written.
-func (s *Site) overQuota(w http.ResponseWriter, r *http.Request, sess *session.Session, d Decision, grant policies.Grant) (bool, error) {
+// overQuota refuses a start when the home of owner (the server's owner,
+// who may not be the visitor sess) is over its hard quota, with a page
+// saying how much to delete and where the space goes. done reports that
+// the answer was written.
+func (s *Site) overQuota(w http.ResponseWriter, r *http.Request, sess *session.Session, owner string, d Decision, grant policies.Grant) (bool, error) {
 	if s.o.Backup == nil || grant.Storage.Hard <= 0 {
 		return false, nil
 	}
-	q := s.o.Backup.Quota(sess.User, grant.Storage)
+	q := s.o.Backup.Quota(owner, grant.Storage)
 	if !q.OverHard {
 		return false, nil
 	}

@@ -240,53 +240,19 @@ func (s *Site) serveServerHost(w http.ResponseWriter, r *http.Request, owner, se
 	visit := func(rt *hub.Route) error {
 		return s.o.Proxy.Serve(w, r, rt, s.hostVisitor(r, sess, d), UserPrefix(owner, server))
 	}
-	rt, cached, done, err := s.resolveFor(w, r, sess, d)
+	rt, cached, done, err := s.resolve(w, r, sess, d)
 	if done {
 		return err
 	}
 	err = visit(rt)
 	if err != nil && cached && hub.Retryable(r, err) {
-		rt, _, done, err := s.resolveFor(w, r, sess, d)
+		rt, _, done, err := s.resolve(w, r, sess, d)
 		if done {
 			return err
 		}
 		return visit(rt)
 	}
 	return err
-}
-
-// resolveFor is resolve for the owner's server, whoever the visitor is:
-// a guest's or an admin's visit starts the owner's server with the
-// owner's grant (their teams' images, limits and repos), never the
-// visitor's, and no identity of the visitor reaches the container.
-func (s *Site) resolveFor(w http.ResponseWriter, r *http.Request, sess *session.Session, d Decision) (*hub.Route, bool, bool, error) {
-	if d.Owner == sess.User {
-		return s.resolve(w, r, sess, d)
-	}
-	key := hub.Key(d.Owner, d.Server)
-	if rt, ok := s.o.Hub.Lookup(key); ok {
-		return rt, true, false, nil
-	}
-	if s.o.Hub.AwaitWarm(r.Context(), 2*time.Second) {
-		if rt, ok := s.o.Hub.Lookup(key); ok {
-			return rt, true, false, nil
-		}
-	}
-	owner := &session.Session{ID: "guest-start", User: d.Owner, Groups: d.Grant.OwnerGroups, Provider: "grant"}
-	pol := s.o.Policy()
-	req := s.startRequest(owner, d, pol.Grant(d.Owner, d.Grant.OwnerGroups))
-	req.By = sess.User
-	req.IdentityEnv = nil
-	rt, st, err := s.o.Hub.StartAndWait(r.Context(), req, s.o.StartWait)
-	switch {
-	case r.Context().Err() != nil:
-		return nil, false, true, nil
-	case err != nil:
-		return nil, false, true, s.startFailed(w, r, sess, d, err)
-	case st != nil:
-		return nil, false, true, s.starting(w, r, sess, d, st)
-	}
-	return rt, false, false, nil
 }
 
 // hostVisitor is who a proxied request on a server host is for.

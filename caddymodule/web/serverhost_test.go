@@ -16,6 +16,7 @@ import (
 	"github.com/hubgate/hubgate/caddymodule/serverhost"
 	"github.com/hubgate/hubgate/caddymodule/session"
 	"github.com/hubgate/hubgate/caddymodule/shares"
+	"github.com/hubgate/hubgate/caddymodule/tokens"
 )
 
 // hostRequest is request for any absolute URL.
@@ -47,11 +48,11 @@ func setCookie(t *testing.T, w *httptest.ResponseRecorder, name string) string {
 	return ""
 }
 
-// TestServerHostHandshake: the server host's cookie is minted only
-// through the hub, with a code good once, on the host it names, in the
-// browser that began the handshake.
-func TestServerHostHandshake(t *testing.T) {
-	f := newFixture(t, 5*time.Second)
+// serveServerHosts makes the fixture's site serve each server on a host
+// of its own ({server}--{user}.hub.test) with shares on, and personal
+// tokens from tok (nil: none).
+func (f *fixture) serveServerHosts(t *testing.T, tok *tokens.Store) {
+	t.Helper()
 	tmpl, err := serverhost.Parse("{server}--{user}.hub.test")
 	if err != nil {
 		t.Fatal(err)
@@ -69,8 +70,16 @@ func TestServerHostHandshake(t *testing.T) {
 	f.site = New(Options{
 		Login: f.login, Hub: f.hub, Proxy: proxy, Pages: pg, Policy: f.watcher.Current,
 		PolicyStatus: f.watcher.LastResult, Logger: zap.NewNop(), Audit: zap.NewNop(), StartWait: 5 * time.Second,
-		ServerHost: tmpl, Shares: store, SharesEnabled: true,
+		ServerHost: tmpl, Shares: store, SharesEnabled: true, Tokens: tok,
 	})
+}
+
+// TestServerHostHandshake: the server host's cookie is minted only
+// through the hub, with a code good once, on the host it names, in the
+// browser that began the handshake.
+func TestServerHostHandshake(t *testing.T) {
+	f := newFixture(t, 5*time.Second)
+	f.serveServerHosts(t, nil)
 	hubCookie, _ := f.cookie(t, "alice")
 	nav := []string{"Accept", "text/html", "Sec-Fetch-Mode", "navigate"}
 	const app = "https://notebook--alice.hub.test/user/alice/notebook/x"
@@ -139,25 +148,7 @@ func TestServerHostTakesPersonalTokens(t *testing.T) {
 	alices := f.homeToken(t, "alice", "", "30")
 	rstudioOnly := f.homeToken(t, "alice", "rstudio", "30")
 	bobs := f.homeToken(t, "bob", "", "30")
-	tmpl, err := serverhost.Parse("{server}--{user}.hub.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pg, _ := pages.New()
-	proxy, err := hub.NewProxy(caddyContext(t), f.hub, hub.ProxyConfig{MaxIdleConnsPerHost: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Cleanup() })
-	store := shares.New(&certmagic.FileStorage{Path: t.TempDir()}, "p")
-	if _, err := store.Refresh(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	f.site = New(Options{
-		Login: f.login, Hub: f.hub, Proxy: proxy, Pages: pg, Policy: f.watcher.Current,
-		PolicyStatus: f.watcher.LastResult, Logger: zap.NewNop(), Audit: zap.NewNop(), StartWait: 5 * time.Second,
-		ServerHost: tmpl, Shares: store, SharesEnabled: true, Tokens: f.tokens,
-	})
+	f.serveServerHosts(t, f.tokens)
 	const app = "https://notebook--alice.hub.test/user/alice/notebook/api/status"
 	w := f.do(t, hostRequest(app, "", bearer(alices)...))
 	if w.Code != http.StatusOK {

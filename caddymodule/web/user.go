@@ -72,8 +72,21 @@ func (s *Site) visitor(r *http.Request, sess *session.Session, server string) hu
 // resolve finds the route of the allowed server, or begins (or joins) its
 // start and waits up to StartWait. When done is true the response was
 // written (the progress page, a 503, a failure page) and err is its error.
+//
+// The server is its owner's: a guest's or an admin's visit (d.Owner is
+// not the visitor) starts it with the owner's grant (their teams' images,
+// limits, repos and quota), never the visitor's, and no identity of the
+// visitor reaches the container.
 func (s *Site) resolve(w http.ResponseWriter, r *http.Request, sess *session.Session, d Decision) (rt *hub.Route, cached, done bool, err error) {
-	key := hub.Key(sess.User, d.Server)
+	owner := sess
+	if d.Owner != "" && d.Owner != sess.User {
+		var groups []string
+		if d.Grant != nil {
+			groups = d.Grant.OwnerGroups
+		}
+		owner = &session.Session{ID: "guest-start", User: d.Owner, Groups: groups, Provider: "grant"}
+	}
+	key := hub.Key(owner.User, d.Server)
 	if rt, ok := s.o.Hub.Lookup(key); ok {
 		return rt, true, false, nil
 	}
@@ -85,11 +98,15 @@ func (s *Site) resolve(w http.ResponseWriter, r *http.Request, sess *session.Ses
 			return rt, true, false, nil
 		}
 	}
-	grant := s.o.Policy().Grant(sess.User, sess.Groups)
-	if done, err := s.overQuota(w, r, sess, d, grant); done {
+	grant := s.o.Policy().Grant(owner.User, owner.Groups)
+	if done, err := s.overQuota(w, r, sess, owner.User, d, grant); done {
 		return nil, false, true, err
 	}
-	rt, st, err := s.o.Hub.StartAndWait(r.Context(), s.startRequest(sess, d, grant), s.o.StartWait)
+	req := s.startRequest(owner, d, grant)
+	if owner != sess {
+		req.By, req.IdentityEnv = sess.User, nil
+	}
+	rt, st, err := s.o.Hub.StartAndWait(r.Context(), req, s.o.StartWait)
 	switch {
 	case r.Context().Err() != nil:
 		return nil, false, true, nil
