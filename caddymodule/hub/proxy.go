@@ -92,7 +92,7 @@ func NewProxy(ctx caddy.Context, rt *Runtime, cfg ProxyConfig) (*Proxy, error) {
 		// RStudio's long polls must not wait in a buffer.
 		FlushInterval: caddy.Duration(-1),
 	}
-	if err := rp.Provision(ctx); err != nil {
+	if err := provisionReverseProxy(ctx, rp); err != nil {
 		return nil, fmt.Errorf("provision reverse proxy: %w", err)
 	}
 	return &Proxy{rt: rt, rp: rp, cfg: cfg, rules: newHeaderRules(cfg.StripHeaders), logger: ctx.Logger()}, nil

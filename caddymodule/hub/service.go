@@ -68,7 +68,7 @@ func NewServiceProxy(ctx caddy.Context, rt *Runtime, cfg ProxyConfig) (*ServiceP
 			return nil, fmt.Errorf("provision service transport: %w", err)
 		}
 		rp := &reverseproxy.Handler{Transport: transport, DynamicUpstreams: serviceSource{}, FlushInterval: caddy.Duration(-1)}
-		if err := rp.Provision(ctx); err != nil {
+		if err := provisionReverseProxy(ctx, rp); err != nil {
 			return nil, fmt.Errorf("provision service proxy: %w", err)
 		}
 		if tlsOn {
