@@ -88,9 +88,15 @@ func NewProxy(ctx caddy.Context, rt *Runtime, cfg ProxyConfig) (*Proxy, error) {
 		// health checks nor MaxRequests are configured; a request with
 		// no route dials "" and fails as a 502.
 		Upstreams: reverseproxy.UpstreamPool{{Dial: "{http.vars." + varUpstream + "}"}},
-		// Flush every write at once: notebooks, terminals and
-		// RStudio's long polls must not wait in a buffer.
-		FlushInterval: caddy.Duration(-1),
+		// FlushInterval is left at Caddy's default (0): a response
+		// that streams (no Content-Length: chunked output, long polls
+		// answered piecewise; text/event-stream; incremental) is
+		// flushed on every write, and websockets are hijacked, so no
+		// notebook, terminal or RStudio event waits in a buffer. A
+		// response of known length is written as it is copied, in one
+		// write when small. Flushing those on every write too (-1) cost
+		// a timer goroutine and a separate write of the headers per
+		// request (reverseproxy's maxLatencyWriter): bench/PROFILE.md.
 	}
 	if err := provisionReverseProxy(ctx, rp); err != nil {
 		return nil, fmt.Errorf("provision reverse proxy: %w", err)

@@ -67,7 +67,8 @@ func NewServiceProxy(ctx caddy.Context, rt *Runtime, cfg ProxyConfig) (*ServiceP
 		if err := transport.Provision(ctx); err != nil {
 			return nil, fmt.Errorf("provision service transport: %w", err)
 		}
-		rp := &reverseproxy.Handler{Transport: transport, DynamicUpstreams: serviceSource{}, FlushInterval: caddy.Duration(-1)}
+		// Caddy's flushing (streams at once, see NewProxy).
+		rp := &reverseproxy.Handler{Transport: transport, DynamicUpstreams: serviceSource{}}
 		if err := provisionReverseProxy(ctx, rp); err != nil {
 			return nil, fmt.Errorf("provision service proxy: %w", err)
 		}

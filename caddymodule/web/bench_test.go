@@ -81,7 +81,6 @@ func BenchmarkProxy(b *testing.B) {
 			KeepAlive:   &reverseproxy.KeepAlive{MaxIdleConnsPerHost: 8},
 		},
 		Upstreams:     reverseproxy.UpstreamPool{{Dial: addr}},
-		FlushInterval: caddy.Duration(-1),
 		Headers: &headers.Handler{Request: &headers.HeaderOps{
 			Set: http.Header{"Authorization": []string{"token " + token}},
 		}},
