@@ -43,14 +43,17 @@ func (f *responseFilter) filter() {
 			hdr["Set-Cookie"] = kept
 		}
 	}
-	if loc := hdr.Get("Location"); loc != "" && !f.within(loc) {
-		hdr.Del("Location")
+	// The keys are canonical: Caddy copies the upstream response's
+	// header, which net/http's reader canonicalized (and hdr.Get would
+	// canonicalize the key again on every response).
+	if loc := hdr["Location"]; len(loc) > 0 && (len(loc) > 1 || !f.within(loc[0])) {
+		delete(hdr, "Location")
 		f.dropped++
 	}
-	if ref := hdr.Get("Refresh"); ref != "" {
+	if ref := hdr["Refresh"]; len(ref) > 0 {
 		// "5; url=/somewhere" or just "5".
-		if _, target, ok := strings.Cut(ref, "="); ok && !f.within(strings.Trim(strings.TrimSpace(target), `'"`)) {
-			hdr.Del("Refresh")
+		if _, target, ok := strings.Cut(ref[0], "="); len(ref) > 1 || ok && !f.within(strings.Trim(strings.TrimSpace(target), `'"`)) {
+			delete(hdr, "Refresh")
 			f.dropped++
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -35,8 +36,32 @@ func (a *Authenticator) localStillValid(s *session.Session) bool {
 	if !a.cfg.Local {
 		return false
 	}
-	hash, ok := a.o.Policy().Accounts[s.User]
-	return ok && session.CheckCSRF(s.Credential, credentialTag(hash))
+	pol := a.o.Policy()
+	hash, ok := pol.Accounts[s.User]
+	return ok && session.CheckCSRF(s.Credential, a.credentialTag(pol, hash))
+}
+
+// credTagCache is the credential tags of one policy's accounts, by
+// password hash.
+type credTagCache struct {
+	pol  *policies.Policy
+	tags sync.Map // hash -> tag
+}
+
+// credentialTag is credentialTag(hash), computed once per policy and
+// hash: every request of a local session checks it.
+func (a *Authenticator) credentialTag(pol *policies.Policy, hash string) string {
+	c := a.credTags.Load()
+	if c == nil || c.pol != pol {
+		c = &credTagCache{pol: pol}
+		a.credTags.Store(c)
+	}
+	if tag, ok := c.tags.Load(hash); ok {
+		return tag.(string)
+	}
+	tag := credentialTag(hash)
+	c.tags.Store(hash, tag)
+	return tag
 }
 
 // ServeLogin shows the login page (GET): a button per identity provider

@@ -12,6 +12,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -106,6 +107,9 @@ type Authenticator struct {
 	byName   map[string]idp.Provider
 	github   *idp.GitHub
 	sessions *lru.Cache[string, session.Session] // opened cookies, by sealed value
+	// credTags holds the local accounts' credential tags of one policy
+	// (see credentialTag), so that a request does not hash them again.
+	credTags atomic.Pointer[credTagCache]
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -141,6 +141,12 @@ func TestAppCannotTouchHubCookiesOrRedirectAway(t *testing.T) {
 	if w.Code != http.StatusFound || w.Header().Get("Location") != "/user/alice/notebook/tree" {
 		t.Errorf("a redirect within the server: %d %v", w.Code, w.Header())
 	}
+	// A second Location after one within the prefix: browsers may follow
+	// either, so neither passes.
+	w = f.do(t, request("GET", "/user/alice/notebook/?"+url.Values{"location": {"/user/alice/notebook/tree", "https://evil.test/"}}.Encode(), cookie))
+	if got := w.Header().Values("Location"); len(got) != 0 {
+		t.Errorf("two Location headers, one out of the server, reached the browser: %q", got)
+	}
 }
 
 // TestScriptsCannotReadHubPagesOrUseTheAPIWithCookies (M4): a fetch from a

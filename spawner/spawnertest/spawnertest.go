@@ -112,8 +112,8 @@ func (s *Spawner) Ensure(_ context.Context, spec spawner.Spec) (spawner.Instance
 			w.Header().Set("Refresh", v)
 		}
 		w.Header().Set("Content-Type", "application/json")
-		if v := q.Get("location"); v != "" {
-			w.Header().Set("Location", v)
+		if vs := q["location"]; len(vs) > 0 {
+			w.Header()["Location"] = vs
 			w.WriteHeader(http.StatusFound)
 		}
 		_ = json.NewEncoder(w).Encode(Seen{Method: r.Method, Path: r.URL.Path, Header: r.Header, User: spec.User})
