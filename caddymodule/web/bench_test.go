@@ -80,7 +80,7 @@ func BenchmarkProxy(b *testing.B) {
 			DialTimeout: caddy.Duration(5 * time.Second),
 			KeepAlive:   &reverseproxy.KeepAlive{MaxIdleConnsPerHost: 8},
 		},
-		Upstreams:     reverseproxy.UpstreamPool{{Dial: addr}},
+		Upstreams: reverseproxy.UpstreamPool{{Dial: addr}},
 		Headers: &headers.Handler{Request: &headers.HeaderOps{
 			Set: http.Header{"Authorization": []string{"token " + token}},
 		}},
