@@ -69,7 +69,7 @@ func (b *bench) reportScale(p func(string, ...any)) {
 		if !b.cfg.scale {
 			p("## Many running servers")
 			p("")
-			p("Not run by default (several minutes): `BENCH_SCALE=1 make bench` (BENCH_SCALE_N=%d servers, BENCH_SCALE_WS=%d websockets).", b.cfg.scaleN, b.cfg.scaleWS)
+			p("Not run (BENCH_SCALE=0): `make bench` runs it by default (BENCH_SCALE_N=%d servers, BENCH_SCALE_WS=%d websockets).", b.cfg.scaleN, b.cfg.scaleWS)
 			p("")
 		}
 		return
@@ -83,7 +83,8 @@ func (b *bench) reportScale(p func(string, ...any)) {
 	p("")
 	p("| | |")
 	p("|---|---:|")
-	p("| resident memory of one running test app and its containerd shim (mean of the first %d; the engine's own share comes on top) | %.1f MB |", s.firstBatch, s.perContainerMB)
+	p("| resident memory of one running test app and its containerd shim (mean of the first %d; RSS counts the shim's shared binary in each) | %.1f MB |", s.firstBatch, s.perContainerMB)
+	p("| MemAvailable's fall per server over the first %d (app, shim, engine and kernel: what sizes the run) | %.1f MB |", s.firstBatch, s.perServerAvailMB)
 	p("| first %d started through hubgate, 20 users at a time | %s |", s.firstBatch, dms(s.firstBatchTime))
 	p("| all %d started | %s (%d containers of the deployment running) |", s.n, s.startAll.Round(time.Second), s.running)
 	if s.restartAll > 0 {

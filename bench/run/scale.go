@@ -28,6 +28,10 @@ type scaleResult struct {
 	// its containerd shim, measured on the first batch (the engine's own
 	// bookkeeping comes on top).
 	perContainerMB float64
+	// perServerAvailMB is how much MemAvailable fell per server over the
+	// first batch: the app, its shim, the engine's and the kernel's
+	// share. It sizes the run.
+	perServerAvailMB float64
 	firstBatch     int
 	firstBatchTime time.Duration
 	startAll       time.Duration
@@ -62,6 +66,21 @@ func memAvailableMB() float64 {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// memTotalMB reads MemTotal from /proc/meminfo.
+func memTotalMB() float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
 			return kb / 1024
 		}
@@ -177,6 +196,7 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	}
 	// First batch: what one more server costs in memory and time.
 	batch := min(20, res.asked)
+	avail0 := memAvailableMB()
 	t0 := time.Now()
 	if err := start(sessions[:batch]); err != nil {
 		return err
@@ -191,12 +211,18 @@ func (b *bench) scaleRun(ctx context.Context) error {
 		total += rssMB(a.Pid) + rssMB(parentPid(a.Pid))
 	}
 	res.perContainerMB = total / float64(batch)
+	avail := memAvailableMB()
+	res.perServerAvailMB = (avail0 - avail) / float64(batch)
+	// RSS counts the shims' shared binary once per shim; the fall of
+	// MemAvailable is what one more server really costs. Size by the
+	// larger of the fall and the apps' own private memory, and keep
+	// 3 GiB or 15% of the machine free, whichever is more.
+	per := max(res.perServerAvailMB, 2.0)
+	reserve := max(3072, memTotalMB()*0.15)
 	n := res.asked
-	// Keep at least a third of today's available memory free for the
-	// others on this machine.
-	if fit := int(memAvailableMB() * 2 / 3 / res.perContainerMB); fit+batch < n {
-		n = fit + batch
-		res.sized = fmt.Sprintf("memory: %.1f MB per running server, %.0f MB available", res.perContainerMB, memAvailableMB())
+	if fit := int((avail - reserve) / per); fit+batch < n {
+		n = max(batch, fit+batch)
+		res.sized = fmt.Sprintf("memory: MemAvailable fell %.1f MB per server, %.0f MB available, %.0f MB kept free", per, avail, reserve)
 	}
 	budget := envDuration("BENCH_SCALE_BUDGET", 4*time.Minute)
 	if per := res.firstBatchTime / time.Duration(batch); per > 0 && time.Duration(n-batch)*per > budget {
