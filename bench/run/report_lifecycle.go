@@ -117,5 +117,11 @@ func (b *bench) reportScale(p func(string, ...any)) {
 		p("")
 		p("Target: hubgate's CPU per request spread over all servers within 10%% of one server's — %s. (req/s also falls because %d app processes share the server CPU instead of one.)", b.verdict(cn/c1 <= 1.10), s.n)
 		p("")
+		for _, e := range s.spreadErrs {
+			p("- Failed requests (fewer than 1 in 1,000, which would fail the run): %s.", e)
+		}
+		if len(s.spreadErrs) > 0 {
+			p("")
+		}
 	}
 }

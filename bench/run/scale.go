@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -54,6 +55,8 @@ type scaleResult struct {
 	healthReady                                    time.Duration
 	restartErrs                                    int
 	spawnsAfter                                    int
+	// spreadErrs are the few failed requests of the spread runs.
+	spreadErrs []string
 }
 
 // memAvailableMB reads MemAvailable from /proc/meminfo.
@@ -310,8 +313,17 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 			if err != nil {
 				return err
 			}
-			if r.errors() > 0 {
-				return fmt.Errorf("wrk over %s: %d errors", file, r.errors())
+			// A handful of failed requests among 1,000 servers (a
+			// keep-alive connection an app closed as wrk reused it) is
+			// reported; more than one in a thousand fails the run.
+			if e := r.errors(); e > 0 {
+				detail := fmt.Sprintf("%d of %d requests over %s failed (status %d, connect %d, read %d, write %d, timeout %d)",
+					e, r.Requests, file[strings.LastIndex(file, "/")+1:], r.ErrStatus, r.ErrConnect, r.ErrRead, r.ErrWrite, r.ErrTimeout)
+				if e*1000 > r.Requests {
+					return errors.New("wrk: " + detail)
+				}
+				log.Printf("scale: %s", detail)
+				res.spreadErrs = append(res.spreadErrs, detail)
 			}
 			*rps, *p99, *cpu = append(*rps, r.RPS), append(*p99, r.P99), append(*cpu, r.perRequest(r.ProxyCPU))
 			if round == 0 && k == 0 {
