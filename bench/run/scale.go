@@ -33,12 +33,12 @@ type scaleResult struct {
 	// first batch: the app, its shim, the engine's and the kernel's
 	// share. It sizes the run.
 	perServerAvailMB float64
-	firstBatch     int
-	firstBatchTime time.Duration
-	startAll       time.Duration
-	running        int
-	rps1, rpsN     []float64
-	p99s1, p99N    []float64
+	firstBatch       int
+	firstBatchTime   time.Duration
+	startAll         time.Duration
+	running          int
+	rps1, rpsN       []float64
+	p99s1, p99N      []float64
 	// hubCPU1 and hubCPUN are hubgate's CPU µs per request.
 	hubCPU1, hubCPUN []float64
 	// heap and RSS of hubgate (after a GC): right after its restart with
