@@ -2,7 +2,6 @@ package hub
 
 import (
 	"errors"
-	"fmt"
 	"reflect"
 	"unsafe"
 
@@ -17,8 +16,9 @@ import (
 // (`h.logger.With(...)` in reverseProxy) for its debug lines. zap's
 // cores encode With fields at once, so every request pays for the JSON
 // encoding of its request line and headers even though, at the default
-// INFO level, no debug line is ever written: 10–14 µs per request in
-// bench/PROFILE.md, about a tenth of the proxy's CPU. Plain Caddy pays it
+// INFO level, no debug line is ever written: 4–6 µs per request on a
+// quiet machine (10–14 on a busy one; bench/PROFILE.md), 4–6% of the
+// proxy's CPU. Plain Caddy pays it
 // too; hubgate's own proxies need not. provisionReverseProxy gives them a
 // logger whose With is lazy (zapcore.NewLazyWith): the fields are encoded
 // the first time an entry of an enabled level is checked on the child,
@@ -56,7 +56,7 @@ func setLazyLogger(rp *reverseproxy.Handler) error {
 	}
 	ptr := (**zap.Logger)(unsafe.Pointer(f.UnsafeAddr()))
 	if *ptr == nil {
-		return fmt.Errorf("reverseproxy.Handler's logger is not set after Provision")
+		return errors.New("reverseproxy.Handler's logger is not set after Provision")
 	}
 	*ptr = (*ptr).WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return lazyWithCore{c} }))
 	return nil

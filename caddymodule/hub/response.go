@@ -52,7 +52,7 @@ func (f *responseFilter) filter() {
 	}
 	if ref := hdr["Refresh"]; len(ref) > 0 {
 		// "5; url=/somewhere" or just "5".
-		if _, target, ok := strings.Cut(ref[0], "="); len(ref) > 1 || ok && !f.within(strings.Trim(strings.TrimSpace(target), `'"`)) {
+		if _, target, ok := strings.Cut(ref[0], "="); len(ref) > 1 || (ok && !f.within(strings.Trim(strings.TrimSpace(target), `'"`))) {
 			delete(hdr, "Refresh")
 			f.dropped++
 		}
