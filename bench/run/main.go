@@ -43,7 +43,7 @@
 // BENCH_ROUNDS=3 BENCH_SCALE=0 gives a first look in about 8):
 //
 //	BENCH_DURATION=8s BENCH_WARMUP=1s BENCH_ROUNDS=5 BENCH_THREADS=2
-//	BENCH_CONNS=1,64 BENCH_TLS=1 BENCH_WS_MSGS=2000 BENCH_WS_CONNS=16
+//	BENCH_CONNS=1,64 BENCH_TLS=1 BENCH_WS_MSGS=10000 BENCH_WS_CONNS=16
 //	BENCH_WS_ROUNDS=5 BENCH_COLD=5 BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
 //	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
 //	BENCH_CROWD=200 BENCH_SCALE=1 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
@@ -108,7 +108,7 @@ func loadConfig() config {
 		threads:      envInt("BENCH_THREADS", 2),
 		connSet:      envInts("BENCH_CONNS", []int{1, 64}),
 		tls:          envInt("BENCH_TLS", 1) != 0,
-		wsMsgs:       envInt("BENCH_WS_MSGS", 2000),
+		wsMsgs:       envInt("BENCH_WS_MSGS", 10000),
 		wsConns:      envInt("BENCH_WS_CONNS", 16),
 		wsRounds:     envInt("BENCH_WS_ROUNDS", 5),
 		cold:         envInt("BENCH_COLD", 5),
