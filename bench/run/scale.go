@@ -76,6 +76,36 @@ func memAvailableMB() float64 {
 	return 0
 }
 
+// raiseNeighbourTable sets net.ipv4.neigh.default.gc_thresh{1,2,3} to
+// 4096/8192/16384 when they are lower (root only) and returns what puts
+// them back.
+func raiseNeighbourTable() func() {
+	want := map[string]string{"gc_thresh1": "4096", "gc_thresh2": "8192", "gc_thresh3": "16384"}
+	old := map[string]string{}
+	for k, v := range want {
+		f := "/proc/sys/net/ipv4/neigh/default/" + k
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		cur := strings.TrimSpace(string(b))
+		if n, _ := strconv.Atoi(cur); n >= 4096 {
+			continue
+		}
+		if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
+			log.Printf("scale: cannot raise %s (%v): requests spread over 1,000 servers may wait on ARP", k, err)
+			continue
+		}
+		old[f] = cur
+		log.Printf("scale: net.ipv4.neigh.default.%s %s -> %s for the run", k, cur, v)
+	}
+	return func() {
+		for f, v := range old {
+			_ = os.WriteFile(f, []byte(v), 0o644)
+		}
+	}
+}
+
 // memTotalMB reads MemTotal from /proc/meminfo.
 func memTotalMB() float64 {
 	b, err := os.ReadFile("/proc/meminfo")
@@ -180,6 +210,13 @@ func (b *bench) loginAll(ctx context.Context, users []string) ([]*userSession, e
 func (b *bench) scaleRun(ctx context.Context) error {
 	res := &scaleResult{asked: b.cfg.scaleN}
 	b.res.scale = res
+	// A thousand containers on one bridge need more neighbour (ARP)
+	// entries than Linux keeps by default (gc_thresh3 = 1024, and entries
+	// above gc_thresh2 = 512 are collected within seconds): requests
+	// spread over all of them then wait on ARP and time out. Raise the
+	// thresholds for the run, as a host for that many servers must.
+	restore := raiseNeighbourTable()
+	defer restore()
 	b.res.loadScale = loadAvg()
 	log.Printf("scale: up to %d users' servers (load average %.2f, %.0f MB available)", res.asked, b.res.loadScale, memAvailableMB())
 	users := make([]string, res.asked)
