@@ -100,3 +100,18 @@ func (l *limiter) succeed(user, ip string) window {
 	}
 	return window{}
 }
+
+// current is this replica's window for a user ("user") or an IP ("ip")
+// now, or a zero window.
+func (l *limiter) current(kind, key string) window {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.ips
+	if kind == "user" {
+		c = l.users
+	}
+	if w, ok := c.Peek(key); ok {
+		return *w
+	}
+	return window{}
+}

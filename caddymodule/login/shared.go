@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -40,7 +41,17 @@ type sharedStore struct {
 	st      certmagic.Storage
 	prefix  string
 	replica string
+	// mu orders this replica's writes of its own records: concurrent
+	// logins from one address would otherwise store stale counts last.
+	mu sync.Mutex
 }
+
+// recordSuffix ends the name of every count record. A file storage
+// writes a record through a temporary file in the same folder, which a
+// listing also shows: those names do not end with it and are never read
+// as another replica's count, nor removed (removing one broke the
+// writer's rename).
+const recordSuffix = ".json"
 
 // failRecord is one replica's count for one key.
 type failRecord struct {
@@ -83,7 +94,8 @@ func (sh *sharedStore) others(ctx context.Context, kind, v string, now time.Time
 	}
 	n, until := 0, time.Time{}
 	for _, k := range keys {
-		if path.Base(k) == sh.replica {
+		name := path.Base(k)
+		if !strings.HasSuffix(name, recordSuffix) || name == sh.replica+recordSuffix {
 			continue
 		}
 		raw, err := sh.st.Load(ctx, k)
@@ -94,7 +106,10 @@ func (sh *sharedStore) others(ctx context.Context, kind, v string, now time.Time
 			return 0, time.Time{}, fmt.Errorf("%w: load login failures: %v", errStorage, err)
 		}
 		var rec failRecord
-		if json.Unmarshal(raw, &rec) != nil || rec.Until < now.UnixNano() {
+		if json.Unmarshal(raw, &rec) != nil {
+			continue
+		}
+		if rec.Until < now.UnixNano() {
 			_ = sh.st.Delete(ctx, k)
 			continue
 		}
@@ -107,8 +122,13 @@ func (sh *sharedStore) others(ctx context.Context, kind, v string, now time.Time
 }
 
 // write stores this replica's count for kind/v.
-func (sh *sharedStore) write(ctx context.Context, kind, v string, w window) error {
-	key := sh.failDir(kind, v) + "/" + sh.replica
+func (sh *sharedStore) write(ctx context.Context, kind, v string, current func() window) error {
+	key := sh.failDir(kind, v) + "/" + sh.replica + recordSuffix
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	// The count as it is now, not as it was when this write was asked
+	// for: the last write stored is the latest.
+	w := current()
 	if w.count <= 0 {
 		if err := sh.st.Delete(ctx, key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: delete login failures: %v", errStorage, err)
@@ -152,14 +172,14 @@ func (s *State) loginAttempt(ctx context.Context, user, ip string, now time.Time
 	if err != nil {
 		return false, 0, err
 	}
-	blocked, wait, wins := s.limiter.attemptWith(user, ip, now, [2]int{ou, oi}, [2]time.Time{uu, iu})
+	blocked, wait, _ := s.limiter.attemptWith(user, ip, now, [2]int{ou, oi}, [2]time.Time{uu, iu})
 	if blocked {
 		return true, wait, nil
 	}
-	if err := sh.write(ctx, "user", user, wins[0]); err != nil {
+	if err := sh.write(ctx, "user", user, func() window { return s.limiter.current("user", user) }); err != nil {
 		return false, 0, err
 	}
-	if err := sh.write(ctx, "ip", ip, wins[1]); err != nil {
+	if err := sh.write(ctx, "ip", ip, func() window { return s.limiter.current("ip", ip) }); err != nil {
 		return false, 0, err
 	}
 	return false, 0, nil
@@ -168,7 +188,7 @@ func (s *State) loginAttempt(ctx context.Context, user, ip string, now time.Time
 // loginSucceeded takes back a good login's attempt on every replica: the
 // user's failures are cleared, the IP's attempt uncounted.
 func (s *State) loginSucceeded(ctx context.Context, user, ip string) {
-	ipWin := s.limiter.succeed(user, ip)
+	s.limiter.succeed(user, ip)
 	sh := s.shared.Load()
 	if sh == nil || sh.replica == "" {
 		return
@@ -176,7 +196,7 @@ func (s *State) loginSucceeded(ctx context.Context, user, ip string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	sh.clear(ctx, "user", user)
-	_ = sh.write(ctx, "ip", ip, ipWin)
+	_ = sh.write(ctx, "ip", ip, func() window { return s.limiter.current("ip", ip) })
 }
 
 // consumeStateShared marks an OAuth state used here and in storage; it

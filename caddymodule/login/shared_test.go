@@ -2,8 +2,10 @@ package login
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,5 +92,46 @@ func TestUsedStateRefusedOnEveryReplica(t *testing.T) {
 	}
 	if _, _, err := states[1].loginAttempt(ctx, "alice", "10.0.0.3", time.Now()); err == nil {
 		t.Error("a login attempt was counted with the storage down")
+	}
+}
+
+// TestConcurrentGoodLoginsFromOneAddress: a class behind one NAT address
+// logging in at once. Every attempt is counted before its password check
+// and taken back after it; with the counts in a file storage, concurrent
+// writes of one replica's record once left temporary files that other
+// replicas counted as failures (a 429 after a few hundred good logins)
+// and removed mid-write (a 503).
+func TestConcurrentGoodLoginsFromOneAddress(t *testing.T) {
+	states, _ := threeReplicas(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 600)
+	// 12 at once: fewer than the limit of 20 in flight, which counts
+	// attempts whose password is still being checked.
+	for g := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := states[g%3]
+			for i := range 50 {
+				user := fmt.Sprintf("u%d-%d", g, i)
+				blocked, _, err := s.loginAttempt(ctx, user, "10.0.0.9", time.Now())
+				if err != nil || blocked {
+					errs <- fmt.Errorf("login %d of %s: blocked %v, err %v", i, user, blocked, err)
+					return
+				}
+				s.loginSucceeded(ctx, user, "10.0.0.9")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for i, s := range states {
+		if blocked, _, err := s.loginAttempt(ctx, "late", "10.0.0.9", time.Now()); err != nil || blocked {
+			t.Fatalf("replica %d after 600 good logins: blocked %v, err %v", i, blocked, err)
+		}
 	}
 }
