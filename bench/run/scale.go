@@ -60,7 +60,13 @@ type scaleResult struct {
 }
 
 // memAvailableMB reads MemAvailable from /proc/meminfo.
-func memAvailableMB() float64 {
+func memAvailableMB() float64 { return meminfoMB("MemAvailable:") }
+
+// memTotalMB reads MemTotal from /proc/meminfo.
+func memTotalMB() float64 { return meminfoMB("MemTotal:") }
+
+// meminfoMB reads one field of /proc/meminfo, in MB.
+func meminfoMB(field string) float64 {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0
@@ -68,7 +74,7 @@ func memAvailableMB() float64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
 			return kb / 1024
 		}
@@ -104,21 +110,6 @@ func raiseNeighbourTable() func() {
 			_ = os.WriteFile(f, []byte(v), 0o644)
 		}
 	}
-}
-
-// memTotalMB reads MemTotal from /proc/meminfo.
-func memTotalMB() float64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }
 
 // parentPid returns pid's parent (the containerd shim of a container's
@@ -255,8 +246,8 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	res.perServerAvailMB = (avail0 - avail) / float64(batch)
 	// RSS counts the shims' shared binary once per shim; the fall of
 	// MemAvailable is what one more server really costs. Size by the
-	// larger of the fall and the apps' own private memory, and keep
-	// 3 GiB or 15% of the machine free, whichever is more.
+	// fall (at least 2 MB, against a page cache that grew meanwhile),
+	// and keep 3 GiB or 15% of the machine free, whichever is more.
 	per := max(res.perServerAvailMB, 2.0)
 	reserve := max(3072, memTotalMB()*0.15)
 	n := res.asked
@@ -350,8 +341,7 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 			if err != nil {
 				return err
 			}
-			// A handful of failed requests among 1,000 servers (a
-			// keep-alive connection an app closed as wrk reused it) is
+			// A handful of failed requests among 1,000 servers is
 			// reported; more than one in a thousand fails the run.
 			if e := r.errors(); e > 0 {
 				detail := fmt.Sprintf("%d of %d requests over %s failed (status %d, connect %d, read %d, write %d, timeout %d)",

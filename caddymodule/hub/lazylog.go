@@ -18,8 +18,7 @@ import (
 // encoding of its request line and headers even though, at the default
 // INFO level, no debug line is ever written: 4–6 µs per request on a
 // quiet machine (10–14 on a busy one; bench/PROFILE.md), 4–6% of the
-// proxy's CPU. Plain Caddy pays it
-// too; hubgate's own proxies need not. provisionReverseProxy gives them a
+// proxy's CPU. Plain Caddy pays it too; hubgate's own proxies need not. provisionReverseProxy gives them a
 // logger whose With is lazy (zapcore.NewLazyWith): the fields are encoded
 // the first time an entry of an enabled level is checked on the child,
 // so with debug on the lines are the same, and with it off nothing is
@@ -48,13 +47,21 @@ func provisionReverseProxy(ctx caddy.Context, rp *reverseproxy.Handler) error {
 	return nil
 }
 
-// setLazyLogger wraps the core of rp's logger in lazyWithCore.
-func setLazyLogger(rp *reverseproxy.Handler) error {
+// proxyLogger is the address of rp's unexported logger field.
+func proxyLogger(rp *reverseproxy.Handler) (**zap.Logger, error) {
 	f := reflect.ValueOf(rp).Elem().FieldByName("logger")
 	if !f.IsValid() || f.Type() != reflect.TypeFor[*zap.Logger]() {
-		return errors.New("reverseproxy.Handler has no field logger of type *zap.Logger")
+		return nil, errors.New("reverseproxy.Handler has no field logger of type *zap.Logger")
 	}
-	ptr := (**zap.Logger)(unsafe.Pointer(f.UnsafeAddr()))
+	return (**zap.Logger)(unsafe.Pointer(f.UnsafeAddr())), nil
+}
+
+// setLazyLogger wraps the core of rp's logger in lazyWithCore.
+func setLazyLogger(rp *reverseproxy.Handler) error {
+	ptr, err := proxyLogger(rp)
+	if err != nil {
+		return err
+	}
 	if *ptr == nil {
 		return errors.New("reverseproxy.Handler's logger is not set after Provision")
 	}

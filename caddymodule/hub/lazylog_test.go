@@ -2,10 +2,8 @@ package hub
 
 import (
 	"bytes"
-	"reflect"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
@@ -64,12 +62,13 @@ func TestLazyProxyLogger(t *testing.T) {
 	if err := provisionReverseProxy(ctx, rp); err != nil {
 		t.Fatal(err)
 	}
-	f := reflect.ValueOf(rp).Elem().FieldByName("logger")
-	if !f.IsValid() {
-		t.Fatal("reverseproxy.Handler has no logger field")
+	ptr, err := proxyLogger(rp)
+	if err != nil {
+		t.Fatal(err)
 	}
-	l := *(**zap.Logger)(unsafe.Pointer(f.UnsafeAddr()))
-	if _, ok := l.Core().(lazyWithCore); !ok {
+	if l := *ptr; l == nil {
+		t.Fatal("proxy logger not set")
+	} else if _, ok := l.Core().(lazyWithCore); !ok {
 		t.Fatalf("proxy logger core is %T, want lazyWithCore", l.Core())
 	}
 }

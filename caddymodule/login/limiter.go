@@ -45,14 +45,12 @@ func (l *limiter) configure(perUser, perIP int, win time.Duration) {
 // already reached) and for how long. Counting first means concurrent
 // guesses cannot all pass the check while their bcrypt comparisons run.
 func (l *limiter) attempt(user, ip string, now time.Time) (bool, time.Duration) {
-	blocked, wait, _ := l.attemptWith(user, ip, now, [2]int{}, [2]time.Time{})
-	return blocked, wait
+	return l.attemptWith(user, ip, now, [2]int{}, [2]time.Time{})
 }
 
 // attemptWith is attempt with the counts other replicas hold for the user
-// and the IP added (and their windows' ends); it also returns this
-// replica's windows after the attempt, for storage.
-func (l *limiter) attemptWith(user, ip string, now time.Time, others [2]int, othersUntil [2]time.Time) (bool, time.Duration, [2]window) {
+// and the IP added (and their windows' ends).
+func (l *limiter) attemptWith(user, ip string, now time.Time, others [2]int, othersUntil [2]time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var wait time.Duration
@@ -77,28 +75,23 @@ func (l *limiter) attemptWith(user, ip string, now time.Time, others [2]int, oth
 		windows[i] = w
 	}
 	if wait > 0 {
-		return true, wait, [2]window{*windows[0], *windows[1]}
+		return true, wait
 	}
 	for _, w := range windows {
 		w.count++
 	}
-	return false, 0, [2]window{*windows[0], *windows[1]}
+	return false, 0
 }
 
 // succeed takes back the attempt of a good login: the user's failures are
-// cleared and the IP's attempt is not counted as a failure. It returns
-// the IP's window after that.
-func (l *limiter) succeed(user, ip string) window {
+// cleared and the IP's attempt is not counted as a failure.
+func (l *limiter) succeed(user, ip string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.users.Remove(user)
-	if w, ok := l.ips.Peek(ip); ok {
-		if w.count > 0 {
-			w.count--
-		}
-		return *w
+	if w, ok := l.ips.Peek(ip); ok && w.count > 0 {
+		w.count--
 	}
-	return window{}
 }
 
 // current is this replica's window for a user ("user") or an IP ("ip")

@@ -41,9 +41,11 @@ type sharedStore struct {
 	st      certmagic.Storage
 	prefix  string
 	replica string
-	// mu orders this replica's writes of its own records: concurrent
-	// logins from one address would otherwise store stale counts last.
-	mu sync.Mutex
+	// lim holds this replica's counts; write stores them as they are
+	// at the write, under mu, so that of concurrent logins from one
+	// address the last write stored is the latest count.
+	lim *limiter
+	mu  sync.Mutex
 }
 
 // recordSuffix ends the name of every count record. A file storage
@@ -69,7 +71,7 @@ type usedState struct {
 // storage too, as replica. Applied on every Provision.
 func (s *State) Share(storage certmagic.Storage, replica string) {
 	s.SetStorage(storage)
-	s.shared.Store(&sharedStore{st: storage, prefix: s.prefix, replica: replica})
+	s.shared.Store(&sharedStore{st: storage, prefix: s.prefix, replica: replica, lim: s.limiter})
 }
 
 func digest(kind, v string) string {
@@ -121,14 +123,12 @@ func (sh *sharedStore) others(ctx context.Context, kind, v string, now time.Time
 	return n, until, nil
 }
 
-// write stores this replica's count for kind/v.
-func (sh *sharedStore) write(ctx context.Context, kind, v string, current func() window) error {
+// write stores this replica's current count for kind/v.
+func (sh *sharedStore) write(ctx context.Context, kind, v string) error {
 	key := sh.failDir(kind, v) + "/" + sh.replica + recordSuffix
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	// The count as it is now, not as it was when this write was asked
-	// for: the last write stored is the latest.
-	w := current()
+	w := sh.lim.current(kind, v)
 	if w.count <= 0 {
 		if err := sh.st.Delete(ctx, key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("%w: delete login failures: %v", errStorage, err)
@@ -172,14 +172,14 @@ func (s *State) loginAttempt(ctx context.Context, user, ip string, now time.Time
 	if err != nil {
 		return false, 0, err
 	}
-	blocked, wait, _ := s.limiter.attemptWith(user, ip, now, [2]int{ou, oi}, [2]time.Time{uu, iu})
+	blocked, wait := s.limiter.attemptWith(user, ip, now, [2]int{ou, oi}, [2]time.Time{uu, iu})
 	if blocked {
 		return true, wait, nil
 	}
-	if err := sh.write(ctx, "user", user, func() window { return s.limiter.current("user", user) }); err != nil {
+	if err := sh.write(ctx, "user", user); err != nil {
 		return false, 0, err
 	}
-	if err := sh.write(ctx, "ip", ip, func() window { return s.limiter.current("ip", ip) }); err != nil {
+	if err := sh.write(ctx, "ip", ip); err != nil {
 		return false, 0, err
 	}
 	return false, 0, nil
@@ -196,7 +196,7 @@ func (s *State) loginSucceeded(ctx context.Context, user, ip string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	sh.clear(ctx, "user", user)
-	_ = sh.write(ctx, "ip", ip, func() window { return s.limiter.current("ip", ip) })
+	_ = sh.write(ctx, "ip", ip)
 }
 
 // consumeStateShared marks an OAuth state used here and in storage; it
