@@ -28,8 +28,11 @@
 // against a bare create + start + first answer of the same image on the
 // same network; two hundred new users whose first requests arrive
 // together; and, with BENCH_SCALE=1, up to a thousand running servers
-// (CPU per request spread over all against one, memory per route and per
-// idle websocket, a gateway restart until all answer).
+// (CPU per request spread over all against one, through hubgate and
+// through a plain Caddy that takes each request's upstream from its
+// headers; memory per route and per idle websocket, a gateway restart
+// until all answer). The apps run on the server CPU as in the one-server
+// runs; BENCH_SCALE_APP_CPUS=1 moves them beside the load generator.
 //
 // No target is called met or missed when the 1-minute load average was
 // above 1.5 at the start or the end: results.md says "not judged: machine
@@ -47,14 +50,16 @@
 //	BENCH_WS_ROUNDS=5 BENCH_COLD=5 BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
 //	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
 //	BENCH_CROWD=200 BENCH_SCALE=1 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
-//	BENCH_SCALE_BUDGET=4m BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
+//	BENCH_SCALE_BUDGET=4m BENCH_SCALE_APP_CPUS=0 BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
 //	BENCH_ONLY=throughput,ws,cold,crowd,scale BENCH_RESULTS=bench/results.md
 //
 // BENCH_PPROF=1 also takes CPU and allocation profiles of plain Caddy and
 // of hubgate (from their admin endpoints' /debug/pprof/) under the plain
 // http 100 B, 64-connection load for BENCH_PPROF_SECONDS=10, into
-// bench/out/pprof-{caddy,hubgate}-{cpu,allocs0,allocs1}.pb.gz; see
-// bench/PROFILE.md for how to read them.
+// bench/out/pprof-{caddy,hubgate}-{cpu,allocs0,allocs1}.pb.gz, and CPU
+// profiles of both under each spread of the scale run, into
+// bench/out/pprof-scale-{hub,caddy}-{1,n}-cpu.pb.gz; see bench/PROFILE.md
+// for how to read them.
 package main
 
 import (
@@ -527,33 +532,9 @@ func (b *bench) prepareMain(ctx context.Context) error {
 // startPlain starts plain Caddy (bench/Caddyfile) in front of the same
 // container.
 func (b *bench) startPlain(ctx context.Context) error {
-	ports, err := freePorts(4)
-	if err != nil {
+	var err error
+	if b.plain, err = b.newPlain("plain caddy", "plain", b.app.addr(), b.app.Token); err != nil {
 		return err
-	}
-	httpsPort, httpPort, adminPort, redirectPort := ports[0], ports[1], ports[2], ports[3]
-	env := map[string]string{
-		"BENCH_HTTPS_PORT":    strconv.Itoa(httpsPort),
-		"BENCH_HTTP_PORT":     strconv.Itoa(httpPort),
-		"BENCH_REDIRECT_PORT": strconv.Itoa(redirectPort),
-		"BENCH_ADMIN":         fmt.Sprintf("127.0.0.1:%d", adminPort),
-		"BENCH_UPSTREAM":      b.app.addr(),
-		"BENCH_TOKEN":         b.app.Token,
-		"XDG_DATA_HOME":       filepath.Join(b.work, "plain", "data"),
-		"XDG_CONFIG_HOME":     filepath.Join(b.work, "plain", "config"),
-	}
-	b.plain = &caddyProc{
-		label:      "plain caddy",
-		bin:        b.caddyBin,
-		args:       []string{"run", "--config", filepath.Join(b.root, "bench", "Caddyfile"), "--adapter", "caddyfile"},
-		dir:        b.root,
-		env:        mergeEnv(env),
-		httpsPort:  httpsPort,
-		httpPort:   httpPort,
-		admin:      env["BENCH_ADMIN"],
-		logPath:    filepath.Join(b.work, "plain.log"),
-		cpus:       serverCPU,
-		goMaxProcs: 1,
 	}
 	hubLog, err := adaptedLogging(ctx, b.hub)
 	if err != nil {
@@ -573,6 +554,41 @@ func (b *bench) startPlain(ctx context.Context) error {
 		return err
 	}
 	return b.plain.waitReady(ctx, appPath("bench", "whoami"), 60*time.Second)
+}
+
+// newPlain returns (not started) a plain Caddy of bench/Caddyfile
+// proxying to upstream with the container secret token; both may be
+// placeholders that Caddy fills per request. name names its work
+// directory and log.
+func (b *bench) newPlain(label, name, upstream, token string) (*caddyProc, error) {
+	ports, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	httpsPort, httpPort, adminPort, redirectPort := ports[0], ports[1], ports[2], ports[3]
+	env := map[string]string{
+		"BENCH_HTTPS_PORT":    strconv.Itoa(httpsPort),
+		"BENCH_HTTP_PORT":     strconv.Itoa(httpPort),
+		"BENCH_REDIRECT_PORT": strconv.Itoa(redirectPort),
+		"BENCH_ADMIN":         fmt.Sprintf("127.0.0.1:%d", adminPort),
+		"BENCH_UPSTREAM":      upstream,
+		"BENCH_TOKEN":         token,
+		"XDG_DATA_HOME":       filepath.Join(b.work, name, "data"),
+		"XDG_CONFIG_HOME":     filepath.Join(b.work, name, "config"),
+	}
+	return &caddyProc{
+		label:      label,
+		bin:        b.caddyBin,
+		args:       []string{"run", "--config", filepath.Join(b.root, "bench", "Caddyfile"), "--adapter", "caddyfile"},
+		dir:        b.root,
+		env:        mergeEnv(env),
+		httpsPort:  httpsPort,
+		httpPort:   httpPort,
+		admin:      env["BENCH_ADMIN"],
+		logPath:    filepath.Join(b.work, name+".log"),
+		cpus:       serverCPU,
+		goMaxProcs: 1,
+	}, nil
 }
 
 func mergeEnv(extra map[string]string) []string {

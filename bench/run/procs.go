@@ -136,6 +136,11 @@ func (p *caddyProc) waitReady(ctx context.Context, path string, within time.Dura
 // waitURL polls u until it answers 200, the process exits or within
 // passes.
 func (p *caddyProc) waitURL(ctx context.Context, u string, within time.Duration) error {
+	return p.waitURLWith(ctx, u, nil, within)
+}
+
+// waitURLWith is waitURL sending the request headers hdr.
+func (p *caddyProc) waitURLWith(ctx context.Context, u string, hdr http.Header, within time.Duration) error {
 	c := insecureClient(nil)
 	deadline := time.Now().Add(within)
 	for {
@@ -145,6 +150,9 @@ func (p *caddyProc) waitURL(ctx context.Context, u string, within time.Duration)
 		default:
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		for k, vs := range hdr {
+			req.Header[k] = vs
+		}
 		resp, err := c.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)

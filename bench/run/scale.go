@@ -37,10 +37,16 @@ type scaleResult struct {
 	firstBatchTime   time.Duration
 	startAll         time.Duration
 	running          int
-	rps1, rpsN       []float64
-	p99s1, p99N      []float64
-	// hubCPU1 and hubCPUN are hubgate's CPU µs per request.
-	hubCPU1, hubCPUN []float64
+	// hub and caddy are the wrk runs through hubgate and through plain
+	// Caddy, [0] to one user's server and [1] spread over all of them.
+	// This Caddy takes its upstream and the container secret from
+	// request headers: the same per-request dial placeholder as
+	// hubgate's proxy, so its runs show what spreading costs any proxy
+	// on this machine (1,000 app processes waking in turn on the server
+	// CPU) beside what it costs hubgate.
+	hub, caddy [2]spreadRuns
+	// caddyErr says why plain Caddy's spread was not measured.
+	caddyErr string
 	// heap and RSS of hubgate (after a GC): right after its restart with
 	// no routes known yet, then with all n routes cached and the users'
 	// sessions opened; then with ws websockets held open.
@@ -277,11 +283,12 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	// Server side, as in the one-server runs: every app on the server CPU,
 	// so that hubgate's CPU per request is compared under the same
 	// neighbours.
+	appCPUs := envString("BENCH_SCALE_APP_CPUS", serverCPU)
 	if err := parallel(ctx, 8, cs, func(c container.Summary) error {
-		_, err := b.dk.ContainerUpdate(ctx, c.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: serverCPU}})
+		_, err := b.dk.ContainerUpdate(ctx, c.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: appCPUs}})
 		return err
 	}); err != nil {
-		return fmt.Errorf("pin the apps to CPU %s: %w", serverCPU, err)
+		return fmt.Errorf("pin the apps to CPU %s: %w", appCPUs, err)
 	}
 
 	if err := b.scaleSpread(ctx, sessions); err != nil {
@@ -299,44 +306,90 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	return nil
 }
 
+// spreadRuns are one proxy's wrk runs to one server or to all.
+type spreadRuns struct {
+	rps, p99 []float64
+	// cpu is the proxy's CPU µs per request.
+	cpu []float64
+}
+
 // scaleSpread compares wrk spread over every user's server with wrk on
-// one (the same Lua script for both), over plain http.
+// one (the same Lua script for both), over plain http, through hubgate
+// and through plain Caddy in alternating order.
 func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error {
 	res := b.res.scale
-	one := b.work + "/targets-1.txt"
-	all := b.work + "/targets-n.txt"
-	if err := os.WriteFile(one, []byte(appPath("bench", "whoami")+"\t"+b.main.cookie+"\n"), 0o644); err != nil {
+	apps := make([]appContainer, len(sessions))
+	if err := parallel(ctx, 8, indexes(len(sessions)), func(i int) error {
+		a, err := findUserContainer(ctx, b.dk, b.name, sessions[i].user)
+		apps[i] = a
 		return err
+	}); err != nil {
+		return fmt.Errorf("find the users' containers: %w", err)
 	}
-	var lines strings.Builder
-	for _, s := range sessions {
-		lines.WriteString(appPath(s.user, "whoami") + "\t" + s.cookie + "\n")
+	hubLine := func(user, cookie string) string { return appPath(user, "whoami") + "\tCookie: " + cookie + "\n" }
+	caddyLine := func(user string, a appContainer) string {
+		return appPath(user, "whoami") + "\tX-Bench-Upstream: " + a.addr() + "\tX-Bench-Token: " + a.Token + "\n"
 	}
-	if err := os.WriteFile(all, []byte(lines.String()), 0o644); err != nil {
-		return err
+	var hubAll, caddyAll strings.Builder
+	for i, s := range sessions {
+		hubAll.WriteString(hubLine(s.user, s.cookie))
+		caddyAll.WriteString(caddyLine(s.user, apps[i]))
+	}
+	files := map[string]string{
+		"hub-1":   hubLine("bench", b.main.cookie),
+		"hub-n":   hubAll.String(),
+		"caddy-1": caddyLine("bench", b.app),
+		"caddy-n": caddyAll.String(),
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(b.work, "targets-"+name+".txt"), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	// Plain Caddy with its upstream and the container secret from the
+	// request (both placeholders of bench/Caddyfile).
+	dyn, err := b.newPlain("plain caddy (upstream from request headers)", "plain-dynamic",
+		"{http.request.header.X-Bench-Upstream}", "{http.request.header.X-Bench-Token}")
+	if err == nil {
+		defer dyn.stop()
+		if err = dyn.start(); err == nil {
+			err = dyn.waitURLWith(ctx, dyn.httpURL(appPath("bench", "whoami")),
+				http.Header{"X-Bench-Upstream": {b.app.addr()}, "X-Bench-Token": {b.app.Token}}, time.Minute)
+		}
+	}
+	if err != nil {
+		res.caddyErr = err.Error()
+		log.Printf("scale: plain Caddy with dynamic upstreams: %v", err)
+		dyn = nil
+	}
+	type variant struct {
+		name  string
+		proxy *caddyProc
+		runs  *spreadRuns
+	}
+	variants := []variant{{"hub-1", b.hub, &res.hub[0]}, {"hub-n", b.hub, &res.hub[1]}}
+	if dyn != nil {
+		variants = append(variants, variant{"caddy-1", dyn, &res.caddy[0]}, variant{"caddy-n", dyn, &res.caddy[1]})
 	}
 	for round := range max(b.cfg.rounds, 2) {
-		for k := range 2 {
-			file, rps, p99, cpu := one, &res.rps1, &res.p99s1, &res.hubCPU1
-			if (k+round)%2 == 1 {
-				file, rps, p99, cpu = all, &res.rpsN, &res.p99N, &res.hubCPUN
-			}
+		for k := range variants {
+			v := variants[(k+round)%len(variants)]
+			file := filepath.Join(b.work, "targets-"+v.name+".txt")
 			d := max(b.cfg.duration, 3*time.Second)
 			var prof chan error
-			name := map[bool]string{true: "1", false: "n"}[file == one]
 			if b.cfg.pprof && round == 0 {
-				// A CPU profile of hubgate under each spread (BENCH_PPROF=1):
-				// bench/out/pprof-scale-{1,n}-cpu.pb.gz.
+				// A CPU profile of each proxy under each spread
+				// (BENCH_PPROF=1): bench/out/pprof-scale-{hub,caddy}-{1,n}-cpu.pb.gz.
 				d = time.Duration(b.cfg.pprofSeconds+3) * time.Second
-				prof = b.cpuProfile(ctx, b.hub, b.cfg.pprofSeconds, "pprof-scale-"+name+"-cpu.pb.gz")
+				prof = b.cpuProfile(ctx, v.proxy, b.cfg.pprofSeconds, "pprof-scale-"+v.name+"-cpu.pb.gz")
 			}
-			r, args, err := b.wrk(ctx, b.hub.httpURL(""), nil, 64, d, b.hub, "rotate.lua", file)
+			r, args, err := b.wrk(ctx, v.proxy.httpURL(""), nil, 64, d, v.proxy, "rotate.lua", file)
 			if prof != nil {
 				if perr := <-prof; perr != nil {
 					log.Printf("scale profile: %v", perr)
 				}
 				inProfile := float64(r.Requests) * float64(b.cfg.pprofSeconds) / (float64(r.DurationUS) / 1e6)
-				_ = os.WriteFile(filepath.Join(b.out, "pprof-scale-"+name+"-requests.txt"), []byte(fmt.Sprintf("%.0f\n", inProfile)), 0o644)
+				_ = os.WriteFile(filepath.Join(b.out, "pprof-scale-"+v.name+"-requests.txt"), []byte(fmt.Sprintf("%.0f\n", inProfile)), 0o644)
 			}
 			if err != nil {
 				return err
@@ -344,22 +397,31 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 			// A handful of failed requests among 1,000 servers is
 			// reported; more than one in a thousand fails the run.
 			if e := r.errors(); e > 0 {
-				detail := fmt.Sprintf("%d of %d requests over %s failed (status %d, connect %d, read %d, write %d, timeout %d)",
-					e, r.Requests, file[strings.LastIndex(file, "/")+1:], r.ErrStatus, r.ErrConnect, r.ErrRead, r.ErrWrite, r.ErrTimeout)
+				detail := fmt.Sprintf("%d of %d requests of %s failed (status %d, connect %d, read %d, write %d, timeout %d)",
+					e, r.Requests, v.name, r.ErrStatus, r.ErrConnect, r.ErrRead, r.ErrWrite, r.ErrTimeout)
 				if e*1000 > r.Requests {
 					return errors.New("wrk: " + detail)
 				}
 				log.Printf("scale: %s", detail)
 				res.spreadErrs = append(res.spreadErrs, detail)
 			}
-			*rps, *p99, *cpu = append(*rps, r.RPS), append(*p99, r.P99), append(*cpu, r.perRequest(r.ProxyCPU))
-			if round == 0 && k == 0 {
-				b.res.commands = append(b.res.commands, "taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})+"   # file: one 'path<TAB>cookie' line per user")
+			v.runs.rps, v.runs.p99, v.runs.cpu = append(v.runs.rps, r.RPS), append(v.runs.p99, r.P99), append(v.runs.cpu, r.perRequest(r.ProxyCPU))
+			if round == 0 && v.name == "hub-1" {
+				b.res.commands = append(b.res.commands, "taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})+"   # file: one 'path<TAB>Cookie: ...' line per user (plain Caddy: 'path<TAB>X-Bench-Upstream: ...<TAB>X-Bench-Token: ...')")
 			}
-			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms, hubgate CPU %.0fµs per request", round+1, file[strings.LastIndex(file, "/")+1:], r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
+			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms, proxy CPU %.0fµs per request", round+1, v.name, r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
 		}
 	}
 	return nil
+}
+
+// indexes returns 0, 1, ..., n-1.
+func indexes(n int) []int {
+	is := make([]int, n)
+	for i := range is {
+		is[i] = i
+	}
+	return is
 }
 
 // cpuProfile takes a CPU profile of p for secs from its admin endpoint,

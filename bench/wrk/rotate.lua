@@ -1,16 +1,27 @@
--- rotate.lua: each request goes to the next of the (path, cookie) pairs in
--- the file given after `--` (one "path<TAB>cookie" a line), so one wrk run
--- spreads over many users' servers. The requests are formatted once in
--- init, so one pair costs the same per request as two hundred.
+-- rotate.lua: each request goes to the next of the targets in the file
+-- given after `--`: one a line, a path and then its request headers, all
+-- separated by tabs ("/user/u1/notebook/whoami<TAB>Cookie: hubgate_session=..."),
+-- so one wrk run spreads over many users' servers. The requests are
+-- formatted once in init, so one target costs the same per request as a
+-- thousand.
 local reqs = {}
 local i = 0
 
 init = function(args)
 	local f = assert(io.open(args[1], "r"))
 	for line in f:lines() do
-		local path, cookie = line:match("^(%S+)\t(.+)$")
-		if path then
-			reqs[#reqs + 1] = wrk.format("GET", path, { ["Cookie"] = cookie })
+		local fields = {}
+		for field in line:gmatch("[^\t]+") do
+			fields[#fields + 1] = field
+		end
+		if #fields > 0 then
+			local headers = {}
+			for k = 2, #fields do
+				local name, value = fields[k]:match("^([^:]+):%s*(.*)$")
+				assert(name, "not a header: " .. fields[k])
+				headers[name] = value
+			end
+			reqs[#reqs + 1] = wrk.format("GET", fields[1], headers)
 		end
 	end
 	f:close()
