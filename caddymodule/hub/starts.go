@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/hubgate/hubgate/policies"
 	"github.com/hubgate/hubgate/spawner"
@@ -29,7 +30,8 @@ type Start struct {
 	ticket atomic.Pointer[queued]
 
 	stepMu sync.Mutex
-	steps  []string // the steps begun so far; the last is under way
+	steps  []string    // the steps begun so far; the last is under way
+	stepAt []time.Time // when each of steps began
 }
 
 // Steps waiting in the queue and after the engine's part.
@@ -45,7 +47,50 @@ func (st *Start) step(s string) {
 	defer st.stepMu.Unlock()
 	if n := len(st.steps); n == 0 || st.steps[n-1] != s {
 		st.steps = append(st.steps, s)
+		st.stepAt = append(st.stepAt, time.Now())
 	}
+}
+
+// stepTimes is how long each step of a start took, for the audit log:
+// an operator sees where a slow start spent its time.
+type stepTimes struct {
+	names []string
+	took  []time.Duration
+}
+
+// timeline returns the steps begun so far with their durations, the last
+// one's up to end; the time from the start's beginning to its first step
+// is "preparing".
+func (st *Start) timeline(end time.Time) stepTimes {
+	st.stepMu.Lock()
+	defer st.stepMu.Unlock()
+	var t stepTimes
+	prev := st.began
+	for i, name := range st.steps {
+		if i == 0 {
+			t.names, t.took = append(t.names, "preparing"), append(t.took, st.stepAt[0].Sub(prev))
+		}
+		next := end
+		if i+1 < len(st.stepAt) {
+			next = st.stepAt[i+1]
+		}
+		t.names, t.took = append(t.names, name), append(t.took, next.Sub(st.stepAt[i]))
+	}
+	return t
+}
+
+// MarshalLogArray writes the steps as {"step": name, "ms": duration}.
+func (t stepTimes) MarshalLogArray(enc zapcore.ArrayEncoder) error {
+	for i, name := range t.names {
+		if err := enc.AppendObject(zapcore.ObjectMarshalerFunc(func(o zapcore.ObjectEncoder) error {
+			o.AddString("step", name)
+			o.AddFloat64("ms", float64(t.took[i].Microseconds())/1000)
+			return nil
+		})); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Steps are the steps of the start begun so far, in order; the last is
@@ -266,7 +311,8 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 		return nil, &StartError{Step: steps[len(steps)-1], Output: safeOutput(logs, spec.Env, 12),
 			Err: fmt.Errorf("wait for %s/%s: %w", req.User, req.Server, err)}
 	}
-	rt.audit.Info("spawn", append(fields, zap.String("container_id", shortID(inst.ID)), zap.Duration("duration", time.Since(began)))...)
+	rt.audit.Info("spawn", append(fields, zap.String("container_id", shortID(inst.ID)), zap.Duration("duration", time.Since(began)),
+		zap.Array("steps", st.timeline(time.Now())))...)
 	rt.auditProvenance(ctx, req, inst, prov)
 	return r, nil
 }
