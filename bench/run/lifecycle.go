@@ -66,7 +66,7 @@ func (b *bench) coldStart(ctx context.Context) error {
 			}
 		}
 	}
-	b.res.coldSpawn = b.spawnDurations("cold")
+	b.res.coldSpawn, b.res.coldSteps = b.spawnDurations("cold")
 	return nil
 }
 
@@ -198,9 +198,11 @@ func (b *bench) coldPath(user string) string {
 }
 
 // spawnDurations reads hubgate's audit log for the "spawn" records of the
-// users whose names start with prefix: hubgate's own create-to-ready time.
-func (b *bench) spawnDurations(prefix string) []time.Duration {
+// users whose names start with prefix: hubgate's own create-to-ready
+// time, and how long each step of it took (the record's "steps").
+func (b *bench) spawnDurations(prefix string) ([]time.Duration, map[string][]time.Duration) {
 	var out []time.Duration
+	steps := map[string][]time.Duration{}
 	for gen := 1; gen <= b.hubN; gen++ {
 		f, err := os.Open(fmt.Sprintf("%s/hubgate-%d.log", b.work, gen))
 		if err != nil {
@@ -216,6 +218,10 @@ func (b *bench) spawnDurations(prefix string) []time.Duration {
 			var rec struct {
 				User     string `json:"user"`
 				Duration any    `json:"duration"`
+				Steps    []struct {
+					Step string  `json:"step"`
+					MS   float64 `json:"ms"`
+				} `json:"steps"`
 			}
 			if json.Unmarshal(line, &rec) != nil || !strings.HasPrefix(rec.User, prefix) || rec.User == coldUser(0) {
 				continue
@@ -228,10 +234,13 @@ func (b *bench) spawnDurations(prefix string) []time.Duration {
 					out = append(out, v)
 				}
 			}
+			for _, st := range rec.Steps {
+				steps[st.Step] = append(steps[st.Step], time.Duration(st.MS*float64(time.Millisecond)))
+			}
 		}
 		f.Close()
 	}
-	return out
+	return out, steps
 }
 
 // crowdResult is the outcome of many first requests at once.

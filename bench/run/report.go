@@ -31,9 +31,12 @@ type results struct {
 	wsModes  string
 	profiled []string
 
-	coldHub                       []time.Duration
-	coldBare                      []bareTimes
-	coldSpawn                     []time.Duration
+	coldHub   []time.Duration
+	coldBare  []bareTimes
+	coldSpawn []time.Duration
+	// coldSteps are hubgate's start steps (the spawn audit record's
+	// "steps"), each step's durations over the cold starts.
+	coldSteps                     map[string][]time.Duration
 	coldHubRetries, coldHubErrors int
 
 	crowd *crowdResult

@@ -29,6 +29,18 @@ func (b *bench) reportCold(p func(string, ...any)) {
 	if len(r.coldSpawn) > 0 {
 		p("| … of which hubgate's own spawn (audit log `spawn` duration: volume, create, start, wait until the app answers) | %s | %s | %s |", dms(medianDur(r.coldSpawn)), dms(percentileDur(r.coldSpawn, 0)), dms(percentileDur(r.coldSpawn, 100)))
 	}
+	if st := r.coldSteps; len(st) > 0 {
+		// The step names are spawner.StepVolume, StepCreate, StepStart
+		// and hub.StepWaiting (the bench reads hubgate from outside).
+		step := func(name string) string {
+			if len(st[name]) == 0 {
+				return "–"
+			}
+			return dms(medianDur(st[name]))
+		}
+		p("| … its steps (audit log `steps`, medians): volume, image and network / create / start (+ inspect) / until the app answers | %s / %s / %s / %s | | |",
+			step("creating the home volume"), step("creating the container"), step("starting the container"), step("waiting for the app to answer"))
+	}
 	p("| bare Docker API: create + start + first 200 of the same path (same image, env, mount, network; polled every 5 ms) | %s | %s | %s |", dms(bm), dms(percentileDur(bare, 0)), dms(percentileDur(bare, 100)))
 	p("| … create / start (+ inspect) / first answer | %s / %s / %s | | |", dms(medianDur(create)), dms(medianDur(start)), dms(medianDur(answer)))
 	p("| **hubgate − bare** (medians) | **%+.0f ms** | | |", float64(hub-bm)/float64(time.Millisecond))

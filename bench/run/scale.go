@@ -280,9 +280,10 @@ func (b *bench) scaleRun(ctx context.Context) error {
 	}
 	res.running = len(cs)
 	log.Printf("scale: %d servers started in %s; %d containers running", n, res.startAll.Round(time.Second), res.running)
-	// Server side, as in the one-server runs: every app on the server CPU,
-	// so that hubgate's CPU per request is compared under the same
-	// neighbours.
+	// Server side, as in the one-server runs: every app (the bench
+	// user's too) on the server CPU, so that the proxies' CPU per request
+	// is compared under the same neighbours; BENCH_SCALE_APP_CPUS=1 puts
+	// them beside the load generator instead (scale is the last phase).
 	appCPUs := envString("BENCH_SCALE_APP_CPUS", serverCPU)
 	if err := parallel(ctx, 8, cs, func(c container.Summary) error {
 		_, err := b.dk.ContainerUpdate(ctx, c.ID, container.UpdateConfig{Resources: container.Resources{CpusetCpus: appCPUs}})
@@ -351,6 +352,7 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 	dyn, err := b.newPlain("plain caddy (upstream from request headers)", "plain-dynamic",
 		"{http.request.header.X-Bench-Upstream}", "{http.request.header.X-Bench-Token}")
 	if err == nil {
+		b.cl.add("stop "+dyn.label, dyn.stop)
 		defer dyn.stop()
 		if err = dyn.start(); err == nil {
 			err = dyn.waitURLWith(ctx, dyn.httpURL(appPath("bench", "whoami")),
