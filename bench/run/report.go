@@ -218,6 +218,10 @@ func (b *bench) report() string {
 	p("%s GOMAXPROCS=1 taskset -c %s bin/caddy run --config bench/hubgate.Caddyfile --adapter caddyfile", strings.Join(env, " "), serverCPU)
 	p("# plain Caddy, in front of the container hubgate started:")
 	p("BENCH_UPSTREAM=<container ip>:8888 BENCH_TOKEN=<its HUBGATE_TOKEN> BENCH_HTTPS_PORT=... BENCH_HTTP_PORT=... GOMAXPROCS=1 taskset -c %s bin/caddy run --config bench/Caddyfile --adapter caddyfile", serverCPU)
+	if r.scale != nil {
+		p("# plain Caddy for the scale spread, its upstream and container secret from each request's headers:")
+		p("BENCH_UPSTREAM='{http.request.header.X-Bench-Upstream}' BENCH_TOKEN='{http.request.header.X-Bench-Token}' BENCH_HTTPS_PORT=... BENCH_HTTP_PORT=... GOMAXPROCS=1 taskset -c %s bin/caddy run --config bench/Caddyfile --adapter caddyfile", serverCPU)
+	}
 	p("# configurable-http-proxy (twice: http, and https with a self-signed certificate), the route added as JupyterHub does:")
 	p("NODE_PATH=%s CONFIGPROXY_AUTH_TOKEN=... taskset -c %s %s --ip 127.0.0.1 --port ... --api-ip 127.0.0.1 --api-port ... --log-level warn [--ssl-key ... --ssl-cert ...]", chpNodePath, serverCPU, chpBin)
 	p("curl -X POST -H 'Authorization: token ...' -d '{\"target\":\"http://<container ip>:8888\"}' http://127.0.0.1:<api port>/api/routes/user/bench/notebook")
