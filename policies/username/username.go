@@ -73,7 +73,13 @@ func plainASCII(s string) bool {
 // canonicalUnicode is Canonical for names that are not plainASCII.
 func canonicalUnicode(raw string) (string, error) {
 	for _, r := range raw {
-		if why := forbidden(r); why != "" {
+		why := forbidden(r)
+		if l := unicode.ToLower(r); why == "" && l != r {
+			// An upper-case letter whose lower case is a look-alike
+			// ("Ʀ" → "ʀ") is one too: the name is compared lower-cased.
+			why = forbidden(l)
+		}
+		if why != "" {
 			return "", fmt.Errorf("user name %q: contains %s, %s", raw, runeName(r), why)
 		}
 	}

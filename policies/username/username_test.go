@@ -68,6 +68,8 @@ func TestCanonicalRefusesLookalikes(t *testing.T) {
 		"adm\u0131n":            "looks like \"i\"", // dotless i
 		"o\u02bcbrien":          "looks like \"'\"", // modifier apostrophe
 		"\u1d00dmin":            "looks like \"a\"", // small capital A
+		"\u01a6oot":             "looks like \"r\"", // yr, whose lower case is small capital R
+		"\ua7aenternal":         "looks like \"i\"", // capital small capital I
 		"ma\u017fs":             "U+017F",           // long s
 		"\ufb01le":              "U+FB01",           // fi ligature
 		"x\u00b2":               "U+00B2",           // superscript two
