@@ -135,6 +135,32 @@ func TestStartQueueOrderAndPosition(t *testing.T) {
 		}
 		last = i
 	}
+	// Each spawn record says where its time went: the app's 2 s delay in
+	// "waiting for the app to answer", and for those after the first, the
+	// wait for the one start slot.
+	for i, u := range users {
+		line := logs[strings.Index(logs, `"msg":"spawn","user":"`+u+`"`):]
+		line = line[:strings.IndexByte(line, '\n')]
+		var rec struct {
+			Steps []struct {
+				Step string  `json:"step"`
+				MS   float64 `json:"ms"`
+			} `json:"steps"`
+		}
+		if err := json.Unmarshal([]byte("{"+line), &rec); err != nil {
+			t.Fatalf("spawn record of %s: %v\n%s", u, err, line)
+		}
+		took := map[string]float64{}
+		for _, s := range rec.Steps {
+			took[s.Step] = s.MS
+		}
+		if took["waiting for the app to answer"] < 1900 {
+			t.Errorf("spawn of %s: steps %+v, want about 2000 ms waiting for the app", u, rec.Steps)
+		}
+		if q, ok := took["waiting for a free start slot"]; (i > 0) != ok || i > 0 && q < 1000 {
+			t.Errorf("spawn of %s (#%d in line): steps %+v, want a wait for the start slot after the first", u, i+1, rec.Steps)
+		}
+	}
 }
 
 func TestLimitsAppliedToContainer(t *testing.T) {

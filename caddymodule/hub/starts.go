@@ -51,40 +51,42 @@ func (st *Start) step(s string) {
 	}
 }
 
-// stepTimes is how long each step of a start took, for the audit log:
-// an operator sees where a slow start spent its time.
-type stepTimes struct {
-	names []string
-	took  []time.Duration
+// stepTime is how long one step of a start took.
+type stepTime struct {
+	name string
+	took time.Duration
 }
 
+// stepTimes are a start's steps for the audit log: an operator sees where
+// a slow start spent its time.
+type stepTimes []stepTime
+
 // timeline returns the steps begun so far with their durations, the last
-// one's up to end; the time from the start's beginning to its first step
-// is "preparing".
+// one's up to end, after "preparing": the time from the start's
+// beginning to its first step.
 func (st *Start) timeline(end time.Time) stepTimes {
 	st.stepMu.Lock()
 	defer st.stepMu.Unlock()
-	var t stepTimes
-	prev := st.began
+	if len(st.steps) == 0 {
+		return nil
+	}
+	t := stepTimes{{"preparing", st.stepAt[0].Sub(st.began)}}
 	for i, name := range st.steps {
-		if i == 0 {
-			t.names, t.took = append(t.names, "preparing"), append(t.took, st.stepAt[0].Sub(prev))
-		}
 		next := end
 		if i+1 < len(st.stepAt) {
 			next = st.stepAt[i+1]
 		}
-		t.names, t.took = append(t.names, name), append(t.took, next.Sub(st.stepAt[i]))
+		t = append(t, stepTime{name, next.Sub(st.stepAt[i])})
 	}
 	return t
 }
 
 // MarshalLogArray writes the steps as {"step": name, "ms": duration}.
 func (t stepTimes) MarshalLogArray(enc zapcore.ArrayEncoder) error {
-	for i, name := range t.names {
+	for _, s := range t {
 		if err := enc.AppendObject(zapcore.ObjectMarshalerFunc(func(o zapcore.ObjectEncoder) error {
-			o.AddString("step", name)
-			o.AddFloat64("ms", float64(t.took[i].Microseconds())/1000)
+			o.AddString("step", s.name)
+			o.AddFloat64("ms", float64(s.took.Microseconds())/1000)
 			return nil
 		})); err != nil {
 			return err

@@ -9,9 +9,11 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// TestStartTimelineInAuditRecord: the spawn audit record says how long
-// each step of the start took, beginning with the time before the first.
-func TestStartTimelineInAuditRecord(t *testing.T) {
+// TestStartTimelineEncoding: a start's timeline encodes as the spawn
+// audit record's "steps", each step with how long it took, after the time
+// before the first (e2e's TestStartQueueOrderAndPosition reads them from
+// a real gateway's log).
+func TestStartTimelineEncoding(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	st := &Start{began: t0}
 	at := []time.Duration{3 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond, 270 * time.Millisecond}
@@ -38,6 +40,9 @@ func TestStartTimelineInAuditRecord(t *testing.T) {
 		step string
 		ms   float64
 	}{{"preparing", 3}, {"creating the home volume", 7}, {"creating the container", 15}, {"starting the container", 245}, {StepWaiting, 1630}}
+	if got := (&Start{began: t0}).timeline(t0); got != nil {
+		t.Errorf("timeline of a start with no steps = %v, want none", got)
+	}
 	if len(rec.Steps) != len(want) {
 		t.Fatalf("steps = %+v, want %+v", rec.Steps, want)
 	}

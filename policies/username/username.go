@@ -73,13 +73,7 @@ func plainASCII(s string) bool {
 // canonicalUnicode is Canonical for names that are not plainASCII.
 func canonicalUnicode(raw string) (string, error) {
 	for _, r := range raw {
-		why := forbidden(r)
-		if l := unicode.ToLower(r); why == "" && l != r {
-			// An upper-case letter whose lower case is a look-alike
-			// ("Ʀ" → "ʀ") is one too: the name is compared lower-cased.
-			why = forbidden(l)
-		}
-		if why != "" {
+		if why := forbidden(r); why != "" {
 			return "", fmt.Errorf("user name %q: contains %s, %s", raw, runeName(r), why)
 		}
 	}
@@ -138,7 +132,9 @@ func forbidden(r rune) string {
 	case unicode.Is(unicode.Noncharacter_Code_Point, r), !unicode.IsGraphic(r):
 		return "an unassigned, private-use or non-character code point"
 	}
-	if like, ok := latinLookalikes[r]; ok {
+	// By its lower case: the name is kept lower-cased, so an upper-case
+	// letter whose lower case is a look-alike ("Ʀ" → "ʀ") is one too.
+	if like, ok := latinLookalikes[unicode.ToLower(r)]; ok {
 		return fmt.Sprintf("a letter that looks like %q", like)
 	}
 	return ""
