@@ -108,3 +108,18 @@ func (l *limiter) current(kind, key string) window {
 	}
 	return window{}
 }
+
+// uncount takes back an attempt that was counted but then refused for
+// another reason than its password (the shared storage failed).
+func (l *limiter) uncount(user, ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range []struct {
+		cache *expirable.LRU[string, *window]
+		key   string
+	}{{l.users, user}, {l.ips, ip}} {
+		if w, ok := c.cache.Peek(c.key); ok && w.count > 0 {
+			w.count--
+		}
+	}
+}

@@ -176,11 +176,14 @@ func (s *State) loginAttempt(ctx context.Context, user, ip string, now time.Time
 	if blocked {
 		return true, wait, nil
 	}
-	if err := sh.write(ctx, "user", user); err != nil {
-		return false, 0, err
-	}
-	if err := sh.write(ctx, "ip", ip); err != nil {
-		return false, 0, err
+	for _, k := range [...][2]string{{"user", user}, {"ip", ip}} {
+		if err := sh.write(ctx, k[0], k[1]); err != nil {
+			// The attempt is refused, so it is not counted: a storage
+			// that fails for a while must not leave a lab behind one
+			// address locked out once it answers again.
+			s.limiter.uncount(user, ip)
+			return false, 0, err
+		}
 	}
 	return false, 0, nil
 }

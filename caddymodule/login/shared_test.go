@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,5 +134,47 @@ func TestConcurrentGoodLoginsFromOneAddress(t *testing.T) {
 		if blocked, _, err := s.loginAttempt(ctx, "late", "10.0.0.9", time.Now()); err != nil || blocked {
 			t.Fatalf("replica %d after 600 good logins: blocked %v, err %v", i, blocked, err)
 		}
+	}
+}
+
+// writeFailing is a file storage whose writes fail while down is set:
+// it can be read (listed, loaded) but not written, as a full disk or a
+// read-only remount does.
+type writeFailing struct {
+	*certmagic.FileStorage
+	down atomic.Bool
+}
+
+func (w *writeFailing) Store(ctx context.Context, key string, value []byte) error {
+	if w.down.Load() {
+		return fmt.Errorf("write %s: no space left on device", key)
+	}
+	return w.FileStorage.Store(ctx, key, value)
+}
+
+// TestStorageOutageLocksNobodyOut: logins refused while the storage could
+// not be written are not counted, so once it answers again the address
+// (a lab behind one NAT) and the user may log in; before, each refused
+// attempt stayed counted and 20 of them blocked the address for the
+// window.
+func TestStorageOutageLocksNobodyOut(t *testing.T) {
+	st := &writeFailing{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
+	s := NewState(st, "hubgate/t")
+	s.limiter.configure(5, 20, time.Minute)
+	s.Share(st, "a")
+	ctx := context.Background()
+	st.down.Store(true)
+	for i := range 30 {
+		blocked, _, err := s.loginAttempt(ctx, "alice", "10.0.0.4", time.Now())
+		if err == nil || blocked {
+			t.Fatalf("attempt %d with the storage down: blocked %v, err %v; want a storage error", i, blocked, err)
+		}
+	}
+	st.down.Store(false)
+	if blocked, wait, err := s.loginAttempt(ctx, "alice", "10.0.0.4", time.Now()); err != nil || blocked {
+		t.Fatalf("after the outage: blocked %v (for %s), err %v", blocked, wait, err)
+	}
+	if w := s.limiter.current("ip", "10.0.0.4"); w.count != 1 {
+		t.Errorf("the address's count after the outage and one attempt is %d, want 1", w.count)
 	}
 }
