@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"os/exec"
 	"slices"
@@ -66,6 +67,33 @@ func loadAvg() float64 {
 	}
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
+}
+
+// settleLoad is the 1-minute load average settle waits for, below the
+// judged bound (maxJudgedLoad) so that the run's own start does not
+// cross it.
+const settleLoad = 1.0
+
+// settle waits, at most limit, until the 1-minute load average is at
+// most settleLoad: the builds before a run (bin/caddy, the images,
+// oauth2-proxy) leave it at 2-4, and it falls by about e every minute.
+// On a machine that stays busy it gives up after limit and the report
+// says the run was not judged.
+func settle(limit time.Duration) {
+	t0 := time.Now()
+	for i, l := 0, loadAvg(); l > settleLoad; i, l = i+1, loadAvg() {
+		if time.Since(t0) >= limit {
+			log.Printf("load average still %.2f after %s (BENCH_SETTLE): going on", l, limit)
+			return
+		}
+		if i%6 == 0 {
+			log.Printf("waiting for the load average (%.2f) to fall to %.1f (at most %s, BENCH_SETTLE)", l, settleLoad, limit)
+		}
+		time.Sleep(5 * time.Second)
+	}
+	if d := time.Since(t0); d > time.Second {
+		log.Printf("load average %.2f after %s", loadAvg(), d.Round(time.Second))
+	}
 }
 
 // cpuSnap is the machine's CPU time (from /proc/stat) and that of some

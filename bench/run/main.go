@@ -51,6 +51,8 @@
 //	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
 //	BENCH_CROWD=200 BENCH_SCALE=1 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
 //	BENCH_SCALE_BUDGET=4m BENCH_SCALE_APP_CPUS=0 BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
+//	BENCH_SETTLE=5m (the longest wait at the start for the 1-minute load
+//	average to fall to 1.0)
 //	BENCH_ONLY=throughput,ws,cold,crowd,scale BENCH_RESULTS=bench/results.md
 //
 // BENCH_PPROF=1 also takes CPU and allocation profiles of plain Caddy and
@@ -298,6 +300,9 @@ func (b *bench) run(ctx context.Context) error {
 	if b.cfg.goBench {
 		b.compileGoBenchmarks(ctx)
 	}
+	// make bench has just built bin/caddy, the images and oauth2-proxy:
+	// let the load average fall before the first figure is taken.
+	settle(envDuration("BENCH_SETTLE", 5*time.Minute))
 	b.res.uptimeBefore, b.res.loadBefore = uptime(), loadAvg()
 	b.res.busyBefore = sampleBusy(2 * time.Second)
 	log.Printf("machine: %s, %s cores; %s; others busy %.0f%% of the machine", b.res.machine.cpu, b.res.machine.nproc, b.res.uptimeBefore, b.res.busyBefore)
