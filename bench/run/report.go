@@ -142,6 +142,16 @@ func (b *bench) verdict(ok bool) string {
 	return "**missed**"
 }
 
+// verdictAt is verdict for a phase that is judged by the load average
+// at its own start too (the cold start: the phases before it keep both
+// CPUs busy, and settle waits for them to fall off).
+func (b *bench) verdictAt(ok bool, load float64) string {
+	if !b.res.busy() && load > maxJudgedLoad {
+		return fmt.Sprintf("not judged: machine busy (load average %.2f at the start of this part, judged at ≤ %.1f)", load, maxJudgedLoad)
+	}
+	return b.verdict(ok)
+}
+
 // report renders results.md.
 func (b *bench) report() string {
 	r := &b.res

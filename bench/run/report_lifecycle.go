@@ -45,7 +45,7 @@ func (b *bench) reportCold(p func(string, ...any)) {
 	p("| … create / start (+ inspect) / first answer | %s / %s / %s | | |", dms(medianDur(create)), dms(medianDur(start)), dms(medianDur(answer)))
 	p("| **hubgate − bare** (medians) | **%+.0f ms** | | |", float64(hub-bm)/float64(time.Millisecond))
 	p("")
-	p("Target: ≤ +50 ms — %s. hubgate answered %d times 503 \"starting\" and %d times otherwise before the 200s.", b.verdict(hub-bm <= 50*time.Millisecond), r.coldHubRetries, r.coldHubErrors)
+	p("Target: ≤ +50 ms — %s. hubgate answered %d times 503 \"starting\" and %d times otherwise before the 200s.", b.verdictAt(hub-bm <= 50*time.Millisecond, r.loadCold), r.coldHubRetries, r.coldHubErrors)
 	p("")
 	var all []string
 	for i := range r.coldHub {

@@ -54,7 +54,7 @@ func (b *bench) reportThroughput(p func(string, ...any)) {
 	p("## Proxy path: GET of a file the app serves, through each proxy to the same container")
 	p("")
 	p("Server side (every proxy and the app container) pinned to CPU %s, Go servers with GOMAXPROCS=1; wrk pinned to CPU %s. "+
-		"No access log anywhere. %d alternating rounds of %s per target and workload (the target order rotates), after a %s warm-up of each; medians. "+
+		"No access log anywhere. %d alternating rounds of %s per target and workload (the order of the others rotates; plain Caddy and hubgate always run back to back, each first in every other round), after a %s warm-up of each; medians. "+
 		"Cells: req/s · proxy CPU per request (utime+stime of the proxy process from /proc over the run ÷ requests). Load average at the start: %.2f.",
 		serverCPU, clientCPU, b.cfg.rounds, b.cfg.duration, b.cfg.warmup, r.loadThroughput)
 	p("")

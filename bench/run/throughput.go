@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -273,8 +274,8 @@ func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, conns int,
 }
 
 // throughput runs wrk against every target in every cell, in alternating
-// rounds (each round in a rotated target order), after a warm-up of each
-// target.
+// rounds (each round in a rotated target order, roundOrder), after a
+// warm-up of each target.
 func (b *bench) throughput(ctx context.Context) error {
 	b.res.wrk = map[string]map[string][]wrkRun{}
 	b.res.loadThroughput = loadAvg()
@@ -296,8 +297,7 @@ func (b *bench) throughput(ctx context.Context) error {
 				b.res.wrk[c.key()] = byKey
 			}
 			var line []string
-			for i := range ts {
-				t := ts[(i+round+ci)%len(ts)]
+			for _, t := range roundOrder(ts, round+ci, round) {
 				r, args, err := b.wrk(ctx, t.url+bodyPath(c.body), t.headers, c.conns, b.cfg.duration, t.proc, "report.lua")
 				if err != nil {
 					return err
@@ -316,6 +316,33 @@ func (b *bench) throughput(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// roundOrder is the order of the targets in one round: the others
+// rotated by shift, and plain Caddy and hubgate back to back (Caddy
+// first in even rounds, hubgate first in odd ones) at a rotating place
+// among them. The machine's speed drifts over tens of seconds (a run of
+// the same target lands in a fast or a slow state; bench/PROFILE.md), so
+// the pair whose ratio is the verdict is measured as close together as
+// possible, and in both orders.
+func roundOrder(ts []target, shift, round int) []target {
+	var others, pair []target
+	for _, t := range ts {
+		if t.key == "caddy" || t.key == "hubgate" {
+			pair = append(pair, t)
+		} else {
+			others = append(others, t)
+		}
+	}
+	if round%2 == 1 {
+		slices.Reverse(pair)
+	}
+	rotated := make([]target, 0, len(ts))
+	for i := range others {
+		rotated = append(rotated, others[(i+shift)%len(others)])
+	}
+	at := shift % (len(others) + 1)
+	return slices.Concat(rotated[:at], pair, rotated[at:])
 }
 
 // shownArgs prints wrk's arguments with the secrets elided.
@@ -372,8 +399,7 @@ func (b *bench) websockets(ctx context.Context) error {
 	wsBin := filepath.Join(b.out, "bin", "wsrtt")
 	ts := b.targets(false)
 	for round := range b.cfg.wsRounds {
-		for i := range ts {
-			t := ts[(i+round)%len(ts)]
+		for _, t := range roundOrder(ts, round, round) {
 			for _, m := range modes {
 				args := []string{"-c", clientCPU, wsBin, "-json", "-url", t.wsURL + appPath("bench", "ws"),
 					"-c", strconv.Itoa(m.conns), "-n", strconv.Itoa(m.msgs), "-warmup", strconv.Itoa(m.warmup), "-size", strconv.Itoa(m.size)}
