@@ -77,8 +77,8 @@ const settleLoad = 1.0
 // settle waits, at most limit, until the 1-minute load average is at
 // most settleLoad: the builds before a run (bin/caddy, the images,
 // oauth2-proxy) leave it at 2-4, and it falls by about e every minute.
-// On a machine that stays busy it gives up after limit and the report
-// says the run was not judged.
+// On a machine that stays busy it gives up after limit; the report then
+// judges nothing whose start was above maxJudgedLoad.
 func settle(limit time.Duration) {
 	t0 := time.Now()
 	for i, l := 0, loadAvg(); l > settleLoad; i, l = i+1, loadAvg() {

@@ -321,10 +321,10 @@ func (b *bench) throughput(ctx context.Context) error {
 // roundOrder is the order of the targets in one round: the others
 // rotated by shift, and plain Caddy and hubgate back to back (Caddy
 // first in even rounds, hubgate first in odd ones) at a rotating place
-// among them. The machine's speed drifts over tens of seconds (a run of
-// the same target lands in a fast or a slow state; bench/PROFILE.md), so
-// the pair whose ratio is the verdict is measured as close together as
-// possible, and in both orders.
+// among them. The machine's speed drifts from one run to the next (a run
+// of the same target lands in a fast or a slow state; bench/PROFILE.md),
+// so the pair whose ratio is the verdict is measured as close together
+// as possible, and in both orders.
 func roundOrder(ts []target, shift, round int) []target {
 	var others, pair []target
 	for _, t := range ts {
