@@ -105,6 +105,8 @@ type config struct {
 	pprof            bool
 	pprofSeconds     int
 	results          string
+	// settle is the longest wait for a quiet machine (settle).
+	settle time.Duration
 }
 
 func loadConfig() config {
@@ -129,6 +131,7 @@ func loadConfig() config {
 		pprof:        envInt("BENCH_PPROF", 0) != 0,
 		pprofSeconds: envInt("BENCH_PPROF_SECONDS", 10),
 		results:      envString("BENCH_RESULTS", "bench/results.md"),
+		settle:       envDuration("BENCH_SETTLE", 5*time.Minute),
 	}
 }
 
@@ -302,7 +305,7 @@ func (b *bench) run(ctx context.Context) error {
 	}
 	// make bench has just built bin/caddy, the images and oauth2-proxy:
 	// let the load average fall before the first figure is taken.
-	settle(envDuration("BENCH_SETTLE", 5*time.Minute))
+	settle(b.cfg.settle)
 	b.res.uptimeBefore, b.res.loadBefore = uptime(), loadAvg()
 	b.res.busyBefore = sampleBusy(2 * time.Second)
 	log.Printf("machine: %s, %s cores; %s; others busy %.0f%% of the machine", b.res.machine.cpu, b.res.machine.nproc, b.res.uptimeBefore, b.res.busyBefore)
@@ -368,7 +371,7 @@ func (b *bench) run(ctx context.Context) error {
 	if b.cfg.cold > 0 && b.phase("cold") {
 		// The proxy runs keep both CPUs busy (load ~3 after them): let it
 		// fall first, or the cold starts measure the queue behind it.
-		settle(envDuration("BENCH_SETTLE", 5*time.Minute))
+		settle(b.cfg.settle)
 		if err := b.coldStart(ctx); err != nil {
 			return fmt.Errorf("cold start: %w", err)
 		}

@@ -36,7 +36,7 @@ func TestRoundOrder(t *testing.T) {
 	if len(places) < 3 {
 		t.Errorf("the pair stood at %v over 6 rounds, want a rotating place", places)
 	}
-	// Without the pair (an anchor missing) the others still all run.
+	// Without plain Caddy and hubgate the others still all run.
 	if got := roundOrder(ts[2:4], 1, 1); len(got) != 2 {
 		t.Errorf("two others alone: %d targets", len(got))
 	}

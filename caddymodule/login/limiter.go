@@ -55,11 +55,7 @@ func (l *limiter) attemptWith(user, ip string, now time.Time, others [2]int, oth
 	defer l.mu.Unlock()
 	var wait time.Duration
 	windows := [2]*window{}
-	for i, c := range []struct {
-		cache *expirable.LRU[string, *window]
-		key   string
-		limit int
-	}{{l.users, user, l.perUser}, {l.ips, ip, l.perIP}} {
+	for i, c := range l.keyed(user, ip) {
 		w, ok := c.cache.Peek(c.key)
 		if !ok || now.After(w.until) {
 			w = &window{until: now.Add(l.window)}
@@ -109,15 +105,24 @@ func (l *limiter) current(kind, key string) window {
 	return window{}
 }
 
+// keyed is the user's and the IP's cache, key and limit, in that order.
+// Callers hold mu.
+func (l *limiter) keyed(user, ip string) [2]keyedWindow {
+	return [2]keyedWindow{{l.users, user, l.perUser}, {l.ips, ip, l.perIP}}
+}
+
+type keyedWindow struct {
+	cache *expirable.LRU[string, *window]
+	key   string
+	limit int
+}
+
 // uncount takes back an attempt that was counted but then refused for
 // another reason than its password (the shared storage failed).
 func (l *limiter) uncount(user, ip string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, c := range []struct {
-		cache *expirable.LRU[string, *window]
-		key   string
-	}{{l.users, user}, {l.ips, ip}} {
+	for _, c := range l.keyed(user, ip) {
 		if w, ok := c.cache.Peek(c.key); ok && w.count > 0 {
 			w.count--
 		}

@@ -180,7 +180,9 @@ func (s *State) loginAttempt(ctx context.Context, user, ip string, now time.Time
 		if err := sh.write(ctx, k[0], k[1]); err != nil {
 			// The attempt is refused, so it is not counted: a storage
 			// that fails for a while must not leave a lab behind one
-			// address locked out once it answers again.
+			// address locked out once it answers again. (If the user's
+			// record was written before the address's failed, it holds
+			// this attempt until the user's next one rewrites it.)
 			s.limiter.uncount(user, ip)
 			return false, 0, err
 		}

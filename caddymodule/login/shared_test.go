@@ -155,8 +155,8 @@ func (w *writeFailing) Store(ctx context.Context, key string, value []byte) erro
 // TestStorageOutageLocksNobodyOut: logins refused while the storage could
 // not be written are not counted, so once it answers again the address
 // (a lab behind one NAT) and the user may log in; before, each refused
-// attempt stayed counted and 20 of them blocked the address for the
-// window.
+// attempt stayed counted: 5 of one user's blocked the user, 20 from one
+// address blocked everyone behind it, for the window.
 func TestStorageOutageLocksNobodyOut(t *testing.T) {
 	st := &writeFailing{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
 	s := NewState(st, "hubgate/t")
@@ -164,17 +164,28 @@ func TestStorageOutageLocksNobodyOut(t *testing.T) {
 	s.Share(st, "a")
 	ctx := context.Background()
 	st.down.Store(true)
+	// 30 users behind one address (each under the per-user limit), then
+	// one user 10 times.
+	var users []string
 	for i := range 30 {
-		blocked, _, err := s.loginAttempt(ctx, "alice", "10.0.0.4", time.Now())
+		users = append(users, fmt.Sprintf("u%02d", i))
+	}
+	for range 10 {
+		users = append(users, "alice")
+	}
+	for i, u := range users {
+		blocked, _, err := s.loginAttempt(ctx, u, "10.0.0.4", time.Now())
 		if err == nil || blocked {
-			t.Fatalf("attempt %d with the storage down: blocked %v, err %v; want a storage error", i, blocked, err)
+			t.Fatalf("attempt %d (%s) with the storage down: blocked %v, err %v; want a storage error", i, u, blocked, err)
 		}
 	}
 	st.down.Store(false)
-	if blocked, wait, err := s.loginAttempt(ctx, "alice", "10.0.0.4", time.Now()); err != nil || blocked {
-		t.Fatalf("after the outage: blocked %v (for %s), err %v", blocked, wait, err)
+	for _, u := range []string{"newcomer", "alice"} {
+		if blocked, wait, err := s.loginAttempt(ctx, u, "10.0.0.4", time.Now()); err != nil || blocked {
+			t.Fatalf("%s after the outage: blocked %v (for %s), err %v", u, blocked, wait, err)
+		}
 	}
-	if w := s.limiter.current("ip", "10.0.0.4"); w.count != 1 {
-		t.Errorf("the address's count after the outage and one attempt is %d, want 1", w.count)
+	if w := s.limiter.current("ip", "10.0.0.4"); w.count != 2 {
+		t.Errorf("the address's count after the outage and two attempts is %d, want 2", w.count)
 	}
 }
