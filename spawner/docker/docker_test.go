@@ -519,6 +519,22 @@ func TestLogs(t *testing.T) {
 		t.Logf("Ensure of a failing app returned before it exited: %s", inst.Status)
 	}
 	waitLogs(t, h.s, "gina", "HUBGATE_TOKEN is empty")
+	// Its output is visible a moment before the engine sees it exit; an
+	// Ensure in that moment finds it running and returns it (the hub's
+	// readiness wait then sees it exit).
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		inst, err := h.s.Get(ctx, "gina", "notebook")
+		if err != nil {
+			t.Fatalf("Get of the failing app: %v", err)
+		}
+		if !inst.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the failing app still runs 15 s after its error: %s", inst.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// The next Ensure replaces the exited container.
 	spec, tok := h.spec("gina")
