@@ -100,7 +100,10 @@ func settle(limit time.Duration) {
 // processes (from /proc/<pid>/stat), in clock ticks.
 type cpuSnap struct {
 	total, idle, irq uint64
-	procs            uint64
+	// steal is the time the hypervisor ran other guests while this
+	// machine had work (a busy host).
+	steal uint64
+	procs uint64
 	// per is each process's ticks, by pid.
 	per map[int]uint64
 }
@@ -124,6 +127,8 @@ func readCPU(pids []int) cpuSnap {
 				s.idle += v
 			case 6, 7:
 				s.irq += v
+			case 8:
+				s.steal = v
 			}
 		}
 	}
@@ -202,4 +207,13 @@ func percentileDur(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(float64(len(s))*p/100+0.5) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// stealShare is the share (0-100) of the machine's time the host gave to
+// other guests between a and b.
+func stealShare(a, b cpuSnap) float64 {
+	if b.total <= a.total {
+		return 0
+	}
+	return float64(b.steal-a.steal) / float64(b.total-a.total) * 100
 }

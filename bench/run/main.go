@@ -22,7 +22,10 @@
 // CPU 1. wrk runs every target in every workload (100 B and 64 KiB bodies,
 // 1 and 64 connections, http and https) in alternating rounds, and the
 // proxy's CPU per request comes from its /proc/<pid>/stat over each run;
-// then websocket echo round trips (bench/wsrtt) through each. Then the
+// in every round plain Caddy and hubgate also run at the same time, one
+// wrk each, so that the machine's changing speed reaches both alike (the
+// verdict's ratio); then websocket echo round trips (bench/wsrtt) through
+// each, and through the pair at the same time. Then the
 // lifecycle: cold start (a new user's first request through hubgate, to
 // the app's first 200, with the Debian Jupyter image when it is built)
 // against a bare create + start + first answer of the same image on the
@@ -51,8 +54,12 @@
 //	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
 //	BENCH_CROWD=200 BENCH_SCALE=1 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
 //	BENCH_SCALE_BUDGET=4m BENCH_SCALE_APP_CPUS=0 BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
-//	BENCH_SETTLE=5m (the longest wait, at the start and before the cold
-//	starts, for the 1-minute load average to fall to 1.0)
+//	BENCH_SETTLE=5m (the longest wait, at the start, before the cold
+//	starts and before the scale run, for the 1-minute load average to
+//	fall to 1.0)
+//	BENCH_PAIRED=1 (in every round and workload, and for websockets,
+//	plain Caddy and hubgate also run at the same time, one client each:
+//	the verdict's ratio; 0 leaves it out)
 //	BENCH_ONLY=throughput,ws,cold,crowd,scale BENCH_RESULTS=bench/results.md
 //
 // BENCH_PPROF=1 also takes CPU and allocation profiles of plain Caddy and
@@ -102,9 +109,12 @@ type config struct {
 	scaleN           int
 	scaleWS          int
 	goBench          bool
-	pprof            bool
-	pprofSeconds     int
-	results          string
+	// paired also runs plain Caddy and hubgate at the same time in every
+	// round and workload (wrkPair, BENCH_PAIRED=0 leaves it out).
+	paired       bool
+	pprof        bool
+	pprofSeconds int
+	results      string
 	// settle is the longest wait for a quiet machine (settle).
 	settle time.Duration
 }
@@ -128,6 +138,7 @@ func loadConfig() config {
 		scaleN:       envInt("BENCH_SCALE_N", 1000),
 		scaleWS:      envInt("BENCH_SCALE_WS", 1000),
 		goBench:      envInt("BENCH_GO", 0) != 0,
+		paired:       envInt("BENCH_PAIRED", 1) != 0,
 		pprof:        envInt("BENCH_PPROF", 0) != 0,
 		pprofSeconds: envInt("BENCH_PPROF_SECONDS", 10),
 		results:      envString("BENCH_RESULTS", "bench/results.md"),
@@ -308,6 +319,7 @@ func (b *bench) run(ctx context.Context) error {
 	settle(b.cfg.settle)
 	b.res.uptimeBefore, b.res.loadBefore = uptime(), loadAvg()
 	b.res.busyBefore = sampleBusy(2 * time.Second)
+	b.res.cpuBefore = readCPU(nil)
 	log.Printf("machine: %s, %s cores; %s; others busy %.0f%% of the machine", b.res.machine.cpu, b.res.machine.nproc, b.res.uptimeBefore, b.res.busyBefore)
 
 	b.name = "hgbench" + randomHex(3)
@@ -382,6 +394,10 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}
 	if b.cfg.scale && b.phase("scale") {
+		// Removing the crowd's 200 containers leaves the engine busy
+		// (load ~9 after it): the first batch, which sizes the run by
+		// the time budget, would be timed behind that.
+		settle(b.cfg.settle)
 		if err := b.scaleRun(ctx); err != nil {
 			return fmt.Errorf("scale: %w", err)
 		}
@@ -412,6 +428,7 @@ func (b *bench) finish(ctx context.Context) {
 	}
 	b.res.finished = time.Now()
 	b.res.uptimeAfter, b.res.loadAfter = uptime(), loadAvg()
+	b.res.stealDuring = stealShare(b.res.cpuBefore, readCPU(nil))
 	b.res.busyAfter = sampleBusy(2 * time.Second)
 	md := b.report()
 	fmt.Println()

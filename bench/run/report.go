@@ -18,16 +18,26 @@ type results struct {
 	uptimeBefore, uptimeAfter string
 	loadBefore, loadAfter     float64
 	busyBefore, busyAfter     float64
-	hubEnv                    map[string]string
-	commands                  []string
-	failure                   string
-	notes                     []string
+	// cpuBefore is the machine's CPU counters when the first figure was
+	// taken; stealDuring the share stolen by the host from then to the end.
+	cpuBefore   cpuSnap
+	stealDuring float64
+	hubEnv      map[string]string
+	commands    []string
+	failure     string
+	notes       []string
 
 	loadThroughput, loadWS, loadCold, loadCrowd, loadScale float64
 
 	// wrk is by workload (cell key), then by target key.
-	wrk      map[string]map[string][]wrkRun
-	ws       map[string][]wsRun
+	wrk map[string]map[string][]wrkRun
+	// paired is plain Caddy's and hubgate's runs at the same time
+	// (wrkPair), by workload and target, a run per round.
+	paired map[string]map[string][]wrkRun
+	ws     map[string][]wsRun
+	// wsPaired is plain Caddy's and hubgate's round trips at the same
+	// time (wsRunPair), by "target/mode", a run per round.
+	wsPaired map[string][]wsRun
 	wsModes  string
 	profiled []string
 
@@ -176,6 +186,7 @@ func (b *bench) report() string {
 	p("| 1-minute load average before (targets judged only at ≤ %.1f) / after (includes this run's own work) | %.2f / %.2f |", maxJudgedLoad, r.loadBefore, r.loadAfter)
 	p("| others' share of the machine during the wrk runs, median (judged only at ≤ %d%%) | %.0f%% |", maxJudgedOthers, r.othersDuring())
 	p("| CPU busy with other work, 2 s sample before / after | %.0f%% / %.0f%% of the machine |", r.busyBefore, r.busyAfter)
+	p("| CPU time the host gave to other guests during the run (steal, /proc/stat) | %.1f%% of the machine |", r.stealDuring)
 	p("")
 	if r.failure != "" {
 		p("**The run failed:** `%s`. The figures below are what was measured before.", r.failure)

@@ -218,10 +218,9 @@ func (w wrkRun) errors() int64 {
 	return w.ErrConnect + w.ErrRead + w.ErrWrite + w.ErrStatus + w.ErrTimeout
 }
 
-// wrk runs wrk (pinned to the client CPU) against url for d with the given
-// script and returns its summary, with the CPU that proxy (may be nil) and
-// the app used meanwhile.
-func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, conns int, d time.Duration, proxy *caddyProc, script string, scriptArgs ...string) (wrkRun, []string, error) {
+// wrkCmd is wrk (pinned to the client CPU) against url for d with the
+// given script; its output goes to the returned buffers.
+func (b *bench) wrkCmd(ctx context.Context, url string, hdr http.Header, conns int, d time.Duration, script string, scriptArgs ...string) (*exec.Cmd, []string, *bytes.Buffer, *bytes.Buffer) {
 	threads := max(min(b.cfg.threads, conns), 1)
 	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", max(int(d.Seconds()), 1)),
 		"--timeout", "5s", "-s", filepath.Join(b.root, "bench", "wrk", script)}
@@ -238,6 +237,36 @@ func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, conns int,
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	return cmd, args, &stdout, &stderr
+}
+
+// wrkResult reads the summary of a wrk run that has ended, and the CPU
+// wrk itself used.
+func wrkResult(url string, cmd *exec.Cmd, stdout, stderr *bytes.Buffer) (wrkRun, float64, error) {
+	var r wrkRun
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if j, ok := strings.CutPrefix(line, "BENCHJSON "); ok {
+			if err := json.Unmarshal([]byte(j), &r); err != nil {
+				return r, 0, fmt.Errorf("wrk %s summary %q: %w", url, j, err)
+			}
+		}
+	}
+	if r.DurationUS == 0 {
+		return r, 0, fmt.Errorf("wrk %s printed no summary:\n%s%s", url, stdout.String(), stderr.String())
+	}
+	r.RPS = float64(r.Requests) / (float64(r.DurationUS) / 1e6)
+	var wrkCPU float64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		wrkCPU = float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+	}
+	return r, wrkCPU, nil
+}
+
+// wrk runs wrk (pinned to the client CPU) against url for d with the given
+// script and returns its summary, with the CPU that proxy (may be nil) and
+// the app used meanwhile.
+func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, conns int, d time.Duration, proxy *caddyProc, script string, scriptArgs ...string) (wrkRun, []string, error) {
+	cmd, args, stdout, stderr := b.wrkCmd(ctx, url, hdr, conns, d, script, scriptArgs...)
 	proxyPid := 0
 	if proxy != nil {
 		proxyPid = proxy.pid()
@@ -249,21 +278,9 @@ func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, conns int,
 	if err != nil {
 		return wrkRun{}, args, fmt.Errorf("wrk %s: %w\n%s%s", url, err, stdout.String(), stderr.String())
 	}
-	var r wrkRun
-	for _, line := range strings.Split(stdout.String(), "\n") {
-		if j, ok := strings.CutPrefix(line, "BENCHJSON "); ok {
-			if err := json.Unmarshal([]byte(j), &r); err != nil {
-				return r, args, fmt.Errorf("wrk summary %q: %w", j, err)
-			}
-		}
-	}
-	if r.DurationUS == 0 {
-		return r, args, fmt.Errorf("wrk printed no summary:\n%s%s", stdout.String(), stderr.String())
-	}
-	r.RPS = float64(r.Requests) / (float64(r.DurationUS) / 1e6)
-	var wrkCPU float64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		wrkCPU = float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+	r, wrkCPU, err := wrkResult(url, cmd, stdout, stderr)
+	if err != nil {
+		return r, args, err
 	}
 	r.Other = otherBusy(before, after, wrkCPU)
 	if proxyPid > 0 {
@@ -273,11 +290,71 @@ func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, conns int,
 	return r, args, nil
 }
 
+// wrkPair runs wrk against plain Caddy and hubgate at the same time, one
+// wrk each (both on the client CPU), for the same d: the two proxies
+// share the server CPU and the app, so a change in the machine's speed
+// during the run (other guests on the host) reaches both alike, which
+// runs one after the other cannot promise. Each proxy's CPU per request
+// is its own CPU over its own requests. AppCPU is the app's CPU for both.
+func (b *bench) wrkPair(ctx context.Context, pair [2]target, c cell) ([2]wrkRun, error) {
+	var runs [2]wrkRun
+	type job struct {
+		url            string
+		cmd            *exec.Cmd
+		stdout, stderr *bytes.Buffer
+	}
+	var jobs [2]job
+	pids := []int{pair[0].proc.pid(), pair[1].proc.pid(), b.app.Pid}
+	for i, t := range pair {
+		url := t.url + bodyPath(c.body)
+		cmd, _, stdout, stderr := b.wrkCmd(ctx, url, t.headers, c.conns, b.cfg.duration, "report.lua")
+		jobs[i] = job{url, cmd, stdout, stderr}
+	}
+	before := readCPU(pids)
+	for i := range jobs {
+		if err := jobs[i].cmd.Start(); err != nil {
+			if i == 1 {
+				_ = jobs[0].cmd.Process.Kill()
+				_ = jobs[0].cmd.Wait()
+			}
+			return runs, fmt.Errorf("start wrk %s: %w", jobs[i].url, err)
+		}
+	}
+	var errs [2]error
+	for i := range jobs {
+		errs[i] = jobs[i].cmd.Wait()
+	}
+	after := readCPU(pids)
+	var wrkCPU float64
+	for i, j := range jobs {
+		if errs[i] != nil {
+			return runs, fmt.Errorf("wrk %s: %w\n%s%s", j.url, errs[i], j.stdout.String(), j.stderr.String())
+		}
+		r, cpu, err := wrkResult(j.url, j.cmd, j.stdout, j.stderr)
+		if err != nil {
+			return runs, err
+		}
+		if r.errors() > 0 {
+			return runs, fmt.Errorf("%s, %s at the same time as %s: %d errors (status %d, connect %d, read %d, timeout %d)", c.key(), pair[i].label, pair[1-i].label,
+				r.errors(), r.ErrStatus, r.ErrConnect, r.ErrRead, r.ErrTimeout)
+		}
+		wrkCPU += cpu
+		r.ProxyCPU = procSeconds(before, after, pids[i])
+		r.AppCPU = procSeconds(before, after, b.app.Pid)
+		runs[i] = r
+	}
+	for i := range runs {
+		runs[i].Other = otherBusy(before, after, wrkCPU)
+	}
+	return runs, nil
+}
+
 // throughput runs wrk against every target in every cell, in alternating
 // rounds (each round in a rotated target order, roundOrder), after a
 // warm-up of each target.
 func (b *bench) throughput(ctx context.Context) error {
 	b.res.wrk = map[string]map[string][]wrkRun{}
+	b.res.paired = map[string]map[string][]wrkRun{}
 	b.res.loadThroughput = loadAvg()
 	cells := b.cells()
 	log.Printf("throughput: %d workloads x %d rounds of %s per target (load average %.2f)", len(cells), b.cfg.rounds, b.cfg.duration, b.res.loadThroughput)
@@ -312,6 +389,22 @@ func (b *bench) throughput(ctx context.Context) error {
 				byKey[t.key] = append(byKey[t.key], r)
 				line = append(line, fmt.Sprintf("%s %.0f/s %.0fµs", t.key, r.RPS, r.perRequest(r.ProxyCPU)))
 			}
+			if pair, ok := pairOf(ts, round); ok && b.cfg.paired {
+				runs, err := b.wrkPair(ctx, pair, c)
+				if err != nil {
+					return err
+				}
+				both := b.res.paired[c.key()]
+				if both == nil {
+					both = map[string][]wrkRun{}
+					b.res.paired[c.key()] = both
+				}
+				for i, t := range pair {
+					both[t.key] = append(both[t.key], runs[i])
+				}
+				line = append(line, fmt.Sprintf("together: %s %.0f/s %.0fµs, %s %.0f/s %.0fµs", pair[0].key, runs[0].RPS, runs[0].perRequest(runs[0].ProxyCPU),
+					pair[1].key, runs[1].RPS, runs[1].perRequest(runs[1].ProxyCPU)))
+			}
 			log.Printf("round %d %s: %s (others busy %.0f%%)", round+1, c.key(), strings.Join(line, ", "), byKey[ts[0].key][len(byKey[ts[0].key])-1].Other)
 		}
 	}
@@ -345,6 +438,27 @@ func roundOrder(ts []target, shift, round int) []target {
 	return slices.Concat(rotated[:at], pair, rotated[at:])
 }
 
+// pairOf returns plain Caddy and hubgate, the pair run at the same time
+// (wrkPair), in the order they are started in round (swapped every other
+// round); ok is false when either is not a target.
+func pairOf(ts []target, round int) (pair [2]target, ok bool) {
+	var n int
+	for _, t := range ts {
+		switch t.key {
+		case "caddy":
+			pair[0] = t
+			n++
+		case "hubgate":
+			pair[1] = t
+			n++
+		}
+	}
+	if round%2 == 1 {
+		pair[0], pair[1] = pair[1], pair[0]
+	}
+	return pair, n == 2
+}
+
 // shownArgs prints wrk's arguments with the secrets elided.
 func shownArgs(args []string, t target) string {
 	var out []string
@@ -376,66 +490,131 @@ type wsRun struct {
 	proxyCPU float64
 }
 
+// wsMode is one way of measuring round trips: conns connections at once,
+// msgs round trips each after warmup, messages of size bytes.
+type wsMode struct {
+	key          string
+	conns, msgs  int
+	warmup, size int
+}
+
+// wsCmd is wsrtt (pinned to the client CPU) through t in mode m.
+func (b *bench) wsCmd(ctx context.Context, t target, m wsMode) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	args := []string{"-c", clientCPU, filepath.Join(b.out, "bin", "wsrtt"), "-json", "-url", t.wsURL + appPath("bench", "ws"),
+		"-c", strconv.Itoa(m.conns), "-n", strconv.Itoa(m.msgs), "-warmup", strconv.Itoa(m.warmup), "-size", strconv.Itoa(m.size)}
+	for k, vs := range t.headers {
+		for _, v := range vs {
+			args = append(args, "-H", k+": "+v)
+		}
+	}
+	cmd := exec.CommandContext(ctx, "taskset", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	return cmd, &stdout, &stderr
+}
+
+// wsResult reads the summary of a wsrtt run through t that has ended, with
+// the proxy's CPU per round trip from the snapshots around it.
+func wsResult(t target, m wsMode, stdout, stderr *bytes.Buffer, before, after cpuSnap) (wsRun, error) {
+	var res struct {
+		Samples int     `json:"samples"`
+		P50     int64   `json:"p50_us"`
+		P99     int64   `json:"p99_us"`
+		Rate    float64 `json:"msgs_per_s"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		return wsRun{}, fmt.Errorf("%s: wsrtt output %q: %w: %s", t.label, stdout.String(), err, stderr.String())
+	}
+	run := wsRun{p50: time.Duration(res.P50) * time.Microsecond, p99: time.Duration(res.P99) * time.Microsecond, rate: res.Rate}
+	if t.proc != nil && res.Samples > 0 {
+		// Dials and warm-up are in the delta too: a small, equal
+		// overhead for every proxy.
+		run.proxyCPU = procSeconds(before, after, t.proc.pid()) / float64(res.Samples+m.warmup*m.conns) * 1e6
+	}
+	return run, nil
+}
+
+// wsRunOne runs wsrtt through t alone.
+func (b *bench) wsRunOne(ctx context.Context, t target, m wsMode) (wsRun, error) {
+	pid := 0
+	if t.proc != nil {
+		pid = t.proc.pid()
+	}
+	cmd, stdout, stderr := b.wsCmd(ctx, t, m)
+	before := readCPU([]int{pid})
+	err := cmd.Run()
+	after := readCPU([]int{pid})
+	if err != nil {
+		return wsRun{}, fmt.Errorf("%s: wsrtt: %w: %s", t.label, err, stderr.String())
+	}
+	return wsResult(t, m, stdout, stderr, before, after)
+}
+
+// wsRunPair runs wsrtt through plain Caddy and hubgate at the same time,
+// as wrkPair does for requests.
+func (b *bench) wsRunPair(ctx context.Context, pair [2]target, m wsMode) ([2]wsRun, error) {
+	var runs [2]wsRun
+	var cmds [2]*exec.Cmd
+	var outs, errs [2]*bytes.Buffer
+	pids := []int{pair[0].proc.pid(), pair[1].proc.pid()}
+	for i, t := range pair {
+		cmds[i], outs[i], errs[i] = b.wsCmd(ctx, t, m)
+	}
+	before := readCPU(pids)
+	for i, cmd := range cmds {
+		if err := cmd.Start(); err != nil {
+			if i == 1 {
+				_ = cmds[0].Process.Kill()
+				_ = cmds[0].Wait()
+			}
+			return runs, fmt.Errorf("%s: start wsrtt: %w", pair[i].label, err)
+		}
+	}
+	var waitErrs [2]error
+	for i, cmd := range cmds {
+		waitErrs[i] = cmd.Wait()
+	}
+	after := readCPU(pids)
+	for i, t := range pair {
+		if waitErrs[i] != nil {
+			return runs, fmt.Errorf("%s at the same time as %s: wsrtt: %w: %s", t.label, pair[1-i].label, waitErrs[i], errs[i].String())
+		}
+		r, err := wsResult(t, m, outs[i], errs[i], before, after)
+		if err != nil {
+			return runs, err
+		}
+		runs[i] = r
+	}
+	return runs, nil
+}
+
 // websockets measures echo round trips through every http target:
 // sequential on one connection, and wsConns connections at once; rounds
-// alternate. The client is bench/out/bin/wsrtt pinned to the client CPU.
+// alternate, and in each plain Caddy and hubgate also run at the same
+// time (wsRunPair). The client is bench/out/bin/wsrtt pinned to the
+// client CPU.
 func (b *bench) websockets(ctx context.Context) error {
 	b.res.ws = map[string][]wsRun{}
+	b.res.wsPaired = map[string][]wsRun{}
 	b.res.loadWS = loadAvg()
-	modes := []struct {
-		key          string
-		conns, msgs  int
-		warmup, size int
-	}{
+	modes := []wsMode{
 		{"seq", 1, b.cfg.wsMsgs, 200, 64},
-		// Each mode runs about a second per target: the proxies' CPU
-		// comes from /proc in 10 ms ticks, and a shorter run cannot
+		// Each mode runs a few seconds per target: the proxies' CPU
+		// comes from /proc in 10 ms ticks, and a short run cannot
 		// resolve 5%.
-		{"conc", b.cfg.wsConns, max(b.cfg.wsMsgs/4, 50), 50, 64},
+		{"conc", b.cfg.wsConns, max(b.cfg.wsMsgs/2, 50), 50, 64},
 	}
 	b.res.wsModes = fmt.Sprintf("sequential: 1 connection x %d round trips; concurrent: %d connections x %d round trips each; 64-byte binary messages; plain ws",
 		modes[0].msgs, modes[1].conns, modes[1].msgs)
 	log.Printf("websockets: %s; %d rounds (load average %.2f)", b.res.wsModes, b.cfg.wsRounds, b.res.loadWS)
-	wsBin := filepath.Join(b.out, "bin", "wsrtt")
 	ts := b.targets(false)
 	for round := range b.cfg.wsRounds {
 		for _, t := range roundOrder(ts, round, round) {
 			for _, m := range modes {
-				args := []string{"-c", clientCPU, wsBin, "-json", "-url", t.wsURL + appPath("bench", "ws"),
-					"-c", strconv.Itoa(m.conns), "-n", strconv.Itoa(m.msgs), "-warmup", strconv.Itoa(m.warmup), "-size", strconv.Itoa(m.size)}
-				for k, vs := range t.headers {
-					for _, v := range vs {
-						args = append(args, "-H", k+": "+v)
-					}
-				}
-				pid := 0
-				if t.proc != nil {
-					pid = t.proc.pid()
-				}
-				before := readCPU([]int{pid})
-				cmd := exec.CommandContext(ctx, "taskset", args...)
-				cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				out, err := cmd.Output()
-				after := readCPU([]int{pid})
+				run, err := b.wsRunOne(ctx, t, m)
 				if err != nil {
-					return fmt.Errorf("%s: wsrtt: %w: %s", t.label, err, stderr.String())
-				}
-				var res struct {
-					Samples int     `json:"samples"`
-					P50     int64   `json:"p50_us"`
-					P99     int64   `json:"p99_us"`
-					Rate    float64 `json:"msgs_per_s"`
-				}
-				if err := json.Unmarshal(out, &res); err != nil {
-					return fmt.Errorf("%s: wsrtt output %q: %w", t.label, out, err)
-				}
-				run := wsRun{p50: time.Duration(res.P50) * time.Microsecond, p99: time.Duration(res.P99) * time.Microsecond, rate: res.Rate}
-				if pid > 0 && res.Samples > 0 {
-					// Dials and warm-up are in the delta too: a small,
-					// equal overhead for every proxy.
-					run.proxyCPU = procSeconds(before, after, pid) / float64(res.Samples+m.warmup*m.conns) * 1e6
+					return err
 				}
 				k := t.key + "/" + m.key
 				b.res.ws[k] = append(b.res.ws[k], run)
@@ -449,6 +628,22 @@ func (b *bench) websockets(ctx context.Context) error {
 						clientCPU, t.wsURL, appPath("bench", "ws"), hdr, m.conns, m.msgs, m.warmup, m.size))
 				}
 			}
+		}
+		pair, ok := pairOf(ts, round)
+		if !ok || !b.cfg.paired {
+			continue
+		}
+		for _, m := range modes {
+			runs, err := b.wsRunPair(ctx, pair, m)
+			if err != nil {
+				return err
+			}
+			for i, t := range pair {
+				k := t.key + "/" + m.key
+				b.res.wsPaired[k] = append(b.res.wsPaired[k], runs[i])
+			}
+			log.Printf("round %d together %s: %s p50 %s %.0f msgs/s %.0fµs, %s p50 %s %.0f msgs/s %.0fµs per round trip", round+1, m.key,
+				pair[0].key, runs[0].p50, runs[0].rate, runs[0].proxyCPU, pair[1].key, runs[1].p50, runs[1].rate, runs[1].proxyCPU)
 		}
 	}
 	return nil

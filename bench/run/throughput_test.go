@@ -41,3 +41,22 @@ func TestRoundOrder(t *testing.T) {
 		t.Errorf("two others alone: %d targets", len(got))
 	}
 }
+
+// TestPairOf: the pair run at the same time is plain Caddy and hubgate,
+// whichever their place among the targets, started in swapped order every
+// other round; without one of them there is no pair.
+func TestPairOf(t *testing.T) {
+	var ts []target
+	for _, k := range []string{"hubgate", "direct", "chp", "caddy"} {
+		ts = append(ts, target{key: k})
+	}
+	for round, want := range [][2]string{{"caddy", "hubgate"}, {"hubgate", "caddy"}, {"caddy", "hubgate"}} {
+		pair, ok := pairOf(ts, round)
+		if !ok || pair[0].key != want[0] || pair[1].key != want[1] {
+			t.Errorf("round %d: %s, %s (ok %t), want %s, %s", round, pair[0].key, pair[1].key, ok, want[0], want[1])
+		}
+	}
+	if _, ok := pairOf(ts[:3], 0); ok {
+		t.Error("no plain Caddy among the targets, yet a pair")
+	}
+}
