@@ -20,16 +20,17 @@ import (
 	"github.com/docker/docker/api/types/volume"
 )
 
-// coldStart measures, BENCH_COLD times each and alternating, (1) a new
-// user's first request through hubgate until the app's first byte, and
-// (2) a bare create + start + first answer of the same image, with the
-// same environment, volume mount and network (the volume is made before
-// the clock starts). Run 0 of each is an untimed warm-up. Every container
-// is removed right after its measurement.
+// coldStart measures, BENCH_COLD times each, (1) a new user's first
+// request through hubgate until the app's first byte, and (2) a bare
+// create + start + first answer of the same image, with the same
+// environment, volume mount and network (the volume is made before the
+// clock starts): each pair at the same time (BENCH_COLD_PAIRED=1), or
+// alternating. Run 0 of each is an untimed warm-up. Every container is
+// removed right after its measurement.
 func (b *bench) coldStart(ctx context.Context) error {
 	n := b.cfg.cold
 	b.res.loadCold = loadAvg()
-	log.Printf("cold start: %d of each, alternating (load average %.2f)", n, b.res.loadCold)
+	log.Printf("cold start: %d of each, %s (load average %.2f)", n, b.coldOrder(), b.res.loadCold)
 	sessions := make([]*userSession, n+1)
 	for i := range sessions {
 		s, err := b.login(ctx, coldUser(i))
@@ -38,36 +39,77 @@ func (b *bench) coldStart(ctx context.Context) error {
 		}
 		sessions[i] = s
 	}
+	hubgate := func(i int) (time.Duration, error) {
+		out, err := b.untilServedAt(ctx, sessions[i], b.coldPath(coldUser(i)), 2*time.Minute)
+		if err != nil {
+			return 0, err
+		}
+		if i > 0 {
+			b.res.coldHubRetries += out.retries
+			b.res.coldHubErrors += out.errors
+		}
+		return out.ttfb, nil
+	}
 	for i := 0; i <= n; i++ {
-		hubFirst := i%2 == 0
-		for k := range 2 {
-			if (k == 0) == hubFirst {
-				out, err := b.untilServedAt(ctx, sessions[i], b.coldPath(coldUser(i)), 2*time.Minute)
+		var hub time.Duration
+		var bare bareTimes
+		if b.cfg.coldPaired {
+			// Both at the same time: the notebook's own start (seconds of
+			// Python on a host whose speed drifts) is then as fast or as
+			// slow for both, and the difference is what hubgate adds.
+			// Each container is removed when both have answered, so
+			// that neither's removal runs beside the other's start.
+			var herr, berr error
+			var removeBare func()
+			var wg sync.WaitGroup
+			wg.Go(func() { hub, herr = hubgate(i) })
+			wg.Go(func() { bare, removeBare, berr = b.bareStart(ctx, i) })
+			wg.Wait()
+			b.removeUser(ctx, coldUser(i))
+			if removeBare != nil {
+				removeBare()
+			}
+			if err := errors.Join(herr, berr); err != nil {
+				return err
+			}
+		} else {
+			hubFirst := i%2 == 0
+			for k := range 2 {
+				var err error
+				if (k == 0) == hubFirst {
+					hub, err = hubgate(i)
+					b.removeUser(ctx, coldUser(i))
+				} else {
+					var remove func()
+					bare, remove, err = b.bareStart(ctx, i)
+					if remove != nil {
+						remove()
+					}
+				}
 				if err != nil {
 					return err
-				}
-				b.removeUser(ctx, coldUser(i))
-				if i > 0 {
-					b.res.coldHub = append(b.res.coldHub, out.ttfb)
-					b.res.coldHubRetries += out.retries
-					b.res.coldHubErrors += out.errors
-					log.Printf("cold %d hubgate: %s", i, out.ttfb.Round(time.Millisecond))
-				}
-			} else {
-				d, err := b.bareStart(ctx, i)
-				if err != nil {
-					return err
-				}
-				if i > 0 {
-					b.res.coldBare = append(b.res.coldBare, d)
-					log.Printf("cold %d bare:    %s (create %s, start %s, first answer %s)", i, d.total.Round(time.Millisecond),
-						d.create.Round(time.Millisecond), d.start.Round(time.Millisecond), d.answer.Round(time.Millisecond))
 				}
 			}
 		}
+		if i == 0 {
+			continue
+		}
+		b.res.coldHub = append(b.res.coldHub, hub)
+		b.res.coldBare = append(b.res.coldBare, bare)
+		log.Printf("cold %d hubgate: %s; bare %s (create %s, start %s, first answer %s)", i, hub.Round(time.Millisecond), bare.total.Round(time.Millisecond),
+			bare.create.Round(time.Millisecond), bare.start.Round(time.Millisecond), bare.answer.Round(time.Millisecond))
 	}
 	b.res.coldSpawn, b.res.coldSteps = b.spawnDurations("cold")
 	return nil
+}
+
+// coldOrder says how the cold starts of hubgate and bare Docker are
+// ordered.
+func (b *bench) coldOrder() string {
+	if b.cfg.coldPaired {
+		return "each pair at the same time"
+	}
+	return "alternating"
 }
 
 // removeUser removes the containers hubgate started for user.
@@ -94,9 +136,9 @@ type bareTimes struct {
 // bareStart creates and starts a test app container the way hubgate
 // does (same image, env shape, labels shape, volume mount, network,
 // no limits as in the bench policy), and polls it every 5ms until it
-// answers HTTP with its token.
-func (b *bench) bareStart(ctx context.Context, i int) (bareTimes, error) {
-	var t bareTimes
+// answers HTTP with its token. remove (nil when nothing was created)
+// removes the container; the caller calls it, also on error.
+func (b *bench) bareStart(ctx context.Context, i int) (t bareTimes, remove func(), err error) {
 	user := fmt.Sprintf("bare%02d", i)
 	cname := fmt.Sprintf("%s-bare-%02d", b.name, i)
 	server, image, home, port := b.coldServer()
@@ -104,7 +146,7 @@ func (b *bench) bareStart(ctx context.Context, i int) (bareTimes, error) {
 	token := randomHex(32)
 	vol, err := b.dk.VolumeCreate(ctx, volume.CreateOptions{Name: cname, Labels: map[string]string{labelBench: b.name}})
 	if err != nil {
-		return t, fmt.Errorf("create volume %s: %w", cname, err)
+		return t, nil, fmt.Errorf("create volume %s: %w", cname, err)
 	}
 	env := []string{
 		"GIT_AUTHOR_NAME=" + user, "GIT_COMMITTER_NAME=" + user, "HOME=" + home,
@@ -128,25 +170,25 @@ func (b *bench) bareStart(ctx context.Context, i int) (bareTimes, error) {
 	t0 := time.Now()
 	resp, err := b.dk.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, cname)
 	if err != nil {
-		return t, fmt.Errorf("create %s: %w", cname, err)
+		return t, nil, fmt.Errorf("create %s: %w", cname, err)
 	}
-	defer func() {
+	remove = func() {
 		if err := b.dk.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true}); err != nil {
 			log.Printf("remove %s: %v", cname, err)
 		}
-	}()
+	}
 	t1 := time.Now()
 	if err := b.dk.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
-		return t, fmt.Errorf("start %s: %w", cname, err)
+		return t, remove, fmt.Errorf("start %s: %w", cname, err)
 	}
 	c, err := b.dk.ContainerInspect(ctx, resp.ID)
 	if err != nil {
-		return t, fmt.Errorf("inspect %s: %w", cname, err)
+		return t, remove, fmt.Errorf("inspect %s: %w", cname, err)
 	}
 	t2 := time.Now()
 	ep := c.NetworkSettings.Networks[b.name]
 	if ep == nil || ep.IPAddress == "" {
-		return t, fmt.Errorf("%s has no address on %s", cname, b.name)
+		return t, remove, fmt.Errorf("%s has no address on %s", cname, b.name)
 	}
 	url := "http://" + ep.IPAddress + ":" + port + prefix + b.coldRest()
 	deadline := t0.Add(2 * time.Minute)
@@ -162,12 +204,12 @@ func (b *bench) bareStart(ctx context.Context, i int) (bareTimes, error) {
 			// The same answer hubgate's user waits for: a 200.
 			if r.StatusCode == http.StatusOK {
 				t.create, t.start, t.answer, t.total = t1.Sub(t0), t2.Sub(t1), first.Sub(t2), first.Sub(t0)
-				return t, nil
+				return t, remove, nil
 			}
 			err = fmt.Errorf("status %d", r.StatusCode)
 		}
 		if time.Now().After(deadline) {
-			return t, fmt.Errorf("%s did not answer 200 within 2 minutes: %w", cname, err)
+			return t, remove, fmt.Errorf("%s did not answer 200 within 2 minutes: %w", cname, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -50,7 +50,7 @@
 //
 //	BENCH_DURATION=8s BENCH_WARMUP=1s BENCH_ROUNDS=5 BENCH_THREADS=2
 //	BENCH_CONNS=1,64 BENCH_TLS=1 BENCH_WS_MSGS=10000 BENCH_WS_CONNS=16
-//	BENCH_WS_ROUNDS=5 BENCH_COLD=5 BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
+//	BENCH_WS_ROUNDS=5 BENCH_COLD=5 BENCH_COLD_PAIRED=1 BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
 //	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
 //	BENCH_CROWD=200 BENCH_SCALE=1 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
 //	BENCH_SCALE_BUDGET=4m BENCH_SCALE_APP_CPUS=0 BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
@@ -103,12 +103,15 @@ type config struct {
 	wsMsgs, wsConns  int
 	wsRounds         int
 	cold, crowd      int
-	coldImage        string
-	coldPort         string
-	scale            bool
-	scaleN           int
-	scaleWS          int
-	goBench          bool
+	// coldPaired starts each pair of cold starts (hubgate, bare Docker)
+	// at the same time (BENCH_COLD_PAIRED=1); 0 alternates them.
+	coldPaired bool
+	coldImage  string
+	coldPort   string
+	scale      bool
+	scaleN     int
+	scaleWS    int
+	goBench    bool
 	// paired also runs plain Caddy and hubgate at the same time in every
 	// round and workload (wrkPair, BENCH_PAIRED=0 leaves it out).
 	paired       bool
@@ -131,6 +134,7 @@ func loadConfig() config {
 		wsConns:      envInt("BENCH_WS_CONNS", 16),
 		wsRounds:     envInt("BENCH_WS_ROUNDS", 5),
 		cold:         envInt("BENCH_COLD", 5),
+		coldPaired:   envInt("BENCH_COLD_PAIRED", 1) != 0,
 		coldImage:    envString("BENCH_COLD_IMAGE", "hubgate/jupyter-debian:latest"),
 		coldPort:     envString("BENCH_COLD_PORT", "8888"),
 		crowd:        envInt("BENCH_CROWD", 200),

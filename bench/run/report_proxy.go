@@ -107,9 +107,9 @@ func (b *bench) reportThroughput(p func(string, ...any)) {
 		} else {
 			row += fmt.Sprintf(" %.2f, %.2f (rounds: %s) |", median(rr), median(rc), joinf(rc, "%.2f"))
 			both := r.paired[c.key()]
-			_, pc := roundRatios(both)
+			pr, pc := roundRatios(both)
 			ok = len(pc) > 0 && median(pc) <= cpuTarget
-			row += fmt.Sprintf(" %.0f · %.0f µs, **%.2f** (rounds: %s) |", aggregate(both["caddy"]).proxyCPU, aggregate(both["hubgate"]).proxyCPU, median(pc), joinf(pc, "%.2f"))
+			row += fmt.Sprintf(" %.0f · %.0f µs, **%.2f** (rounds: %s; req/s %.2f) |", aggregate(both["caddy"]).proxyCPU, aggregate(both["hubgate"]).proxyCPU, median(pc), joinf(pc, "%.2f"), median(pr))
 		}
 		allMet = allMet && ok
 		row += fmt.Sprintf(" %s |", b.shortVerdict(ok))
@@ -119,7 +119,7 @@ func (b *bench) reportThroughput(p func(string, ...any)) {
 	p("All workloads: %s.", b.verdict(allMet))
 	p("")
 	if paired {
-		p("In every round and workload plain Caddy and hubgate also ran at the same time, for %s, one wrk each (both on CPU %s): the two proxies then share the server CPU and the app, and whatever the machine's speed does during the run (other guests on the host) reaches both alike. One after the other, the same target's CPU per request moves by tens of percent from one run to the next, so the ratio of two runs seconds apart does too (the rounds above); at the same time each proxy's CPU per request is still its own CPU over its own requests, and that ratio is the verdict. Sharing the CPU costs both some cache misses, which a slower proxy would pay as well: compare the absolute figures with those one after the other.", b.cfg.duration, clientCPU)
+		p("In every round and workload plain Caddy and hubgate also ran at the same time, for %s, one wrk each (both on CPU %s): the two proxies then share the server CPU and the app, and whatever the machine's speed does during the run (other guests on the host) reaches both alike. One after the other, the same target's CPU per request moves by tens of percent from one run to the next, so the ratio of two runs seconds apart does too (the rounds above); at the same time each proxy's CPU per request is still its own CPU over its own requests, and that ratio is the verdict. Sharing the CPU costs both some cache misses, which a slower proxy would pay as well: compare the absolute figures with those one after the other. The req/s of the pair is how the scheduler split the one CPU between them (at 64 connections not evenly), not a throughput: that is the req/s one after the other.", b.cfg.duration, clientCPU)
 		p("")
 	}
 	p("Latency (median p50 / p99 of the rounds; over direct: the p50 a proxy adds):")
