@@ -29,13 +29,20 @@ func aggregate(runs []wrkRun) agg {
 // over plain Caddy's (the two ran back to back in each round).
 func roundRatios(byKey map[string][]wrkRun) (rps, cpu []float64) {
 	h, c := byKey["hubgate"], byKey["caddy"]
-	for i := range min(len(h), len(c)) {
-		rps = append(rps, h[i].RPS/c[i].RPS)
-		if cc := c[i].perRequest(c[i].ProxyCPU); cc > 0 {
-			cpu = append(cpu, h[i].perRequest(h[i].ProxyCPU)/cc)
+	return pairRatios(h, c, func(x wrkRun) float64 { return x.RPS }),
+		pairRatios(h, c, func(x wrkRun) float64 { return x.perRequest(x.ProxyCPU) })
+}
+
+// pairRatios returns f(hub[i]) / f(caddy[i]) for each round i where
+// Caddy's figure is not zero.
+func pairRatios[T any](hub, caddy []T, f func(T) float64) []float64 {
+	var out []float64
+	for i := range min(len(hub), len(caddy)) {
+		if c := f(caddy[i]); c > 0 {
+			out = append(out, f(hub[i])/c)
 		}
 	}
-	return rps, cpu
+	return out
 }
 
 func joinf(xs []float64, format string) string {
@@ -224,16 +231,8 @@ func (b *bench) reportWS(p func(string, ...any)) {
 		hc.p50/cc.p50, hc.p99/cc.p99, hc.rate/cc.rate, hc.cpu/cc.cpu)
 	ok := hs.cpu/cs.cpu <= cpuTarget && hc.cpu/cc.cpu <= cpuTarget && hs.rate/cs.rate >= 1/cpuTarget && hc.rate/cc.rate >= 1/cpuTarget
 	if len(r.wsPaired) > 0 {
-		// ratios returns, round by round, hubgate's figure over Caddy's.
 		ratios := func(mode string, f func(wsRun) float64) []float64 {
-			h, c := r.wsPaired["hubgate/"+mode], r.wsPaired["caddy/"+mode]
-			var out []float64
-			for i := range min(len(h), len(c)) {
-				if f(c[i]) > 0 {
-					out = append(out, f(h[i])/f(c[i]))
-				}
-			}
-			return out
+			return pairRatios(r.wsPaired["hubgate/"+mode], r.wsPaired["caddy/"+mode], f)
 		}
 		p50 := func(x wsRun) float64 { return float64(x.p50) }
 		p99 := func(x wsRun) float64 { return float64(x.p99) }

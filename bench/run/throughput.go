@@ -311,20 +311,11 @@ func (b *bench) wrkPair(ctx context.Context, pair [2]target, c cell) ([2]wrkRun,
 		jobs[i] = job{url, cmd, stdout, stderr}
 	}
 	before := readCPU(pids)
-	for i := range jobs {
-		if err := jobs[i].cmd.Start(); err != nil {
-			if i == 1 {
-				_ = jobs[0].cmd.Process.Kill()
-				_ = jobs[0].cmd.Wait()
-			}
-			return runs, fmt.Errorf("start wrk %s: %w", jobs[i].url, err)
-		}
-	}
-	var errs [2]error
-	for i := range jobs {
-		errs[i] = jobs[i].cmd.Wait()
-	}
+	errs, err := runTogether([2]*exec.Cmd{jobs[0].cmd, jobs[1].cmd})
 	after := readCPU(pids)
+	if err != nil {
+		return runs, fmt.Errorf("wrk: %w", err)
+	}
 	var wrkCPU float64
 	for i, j := range jobs {
 		if errs[i] != nil {
@@ -347,6 +338,24 @@ func (b *bench) wrkPair(ctx context.Context, pair [2]target, c cell) ([2]wrkRun,
 		runs[i].Other = otherBusy(before, after, wrkCPU)
 	}
 	return runs, nil
+}
+
+// runTogether starts both commands and waits for both, returning each
+// one's exit error; when the second cannot start, the first is killed
+// and err says why.
+func runTogether(cmds [2]*exec.Cmd) (exits [2]error, err error) {
+	if err := cmds[0].Start(); err != nil {
+		return exits, fmt.Errorf("start %s: %w", cmds[0].Path, err)
+	}
+	if err := cmds[1].Start(); err != nil {
+		_ = cmds[0].Process.Kill()
+		_ = cmds[0].Wait()
+		return exits, fmt.Errorf("start %s: %w", cmds[1].Path, err)
+	}
+	for i, cmd := range cmds {
+		exits[i] = cmd.Wait()
+	}
+	return exits, nil
 }
 
 // throughput runs wrk against every target in every cell, in alternating
@@ -556,31 +565,22 @@ func (b *bench) wsRunOne(ctx context.Context, t target, m wsMode) (wsRun, error)
 func (b *bench) wsRunPair(ctx context.Context, pair [2]target, m wsMode) ([2]wsRun, error) {
 	var runs [2]wsRun
 	var cmds [2]*exec.Cmd
-	var outs, errs [2]*bytes.Buffer
+	var stdouts, stderrs [2]*bytes.Buffer
 	pids := []int{pair[0].proc.pid(), pair[1].proc.pid()}
 	for i, t := range pair {
-		cmds[i], outs[i], errs[i] = b.wsCmd(ctx, t, m)
+		cmds[i], stdouts[i], stderrs[i] = b.wsCmd(ctx, t, m)
 	}
 	before := readCPU(pids)
-	for i, cmd := range cmds {
-		if err := cmd.Start(); err != nil {
-			if i == 1 {
-				_ = cmds[0].Process.Kill()
-				_ = cmds[0].Wait()
-			}
-			return runs, fmt.Errorf("%s: start wsrtt: %w", pair[i].label, err)
-		}
-	}
-	var waitErrs [2]error
-	for i, cmd := range cmds {
-		waitErrs[i] = cmd.Wait()
-	}
+	exits, err := runTogether(cmds)
 	after := readCPU(pids)
+	if err != nil {
+		return runs, fmt.Errorf("wsrtt: %w", err)
+	}
 	for i, t := range pair {
-		if waitErrs[i] != nil {
-			return runs, fmt.Errorf("%s at the same time as %s: wsrtt: %w: %s", t.label, pair[1-i].label, waitErrs[i], errs[i].String())
+		if exits[i] != nil {
+			return runs, fmt.Errorf("%s at the same time as %s: wsrtt: %w: %s", t.label, pair[1-i].label, exits[i], stderrs[i].String())
 		}
-		r, err := wsResult(t, m, outs[i], errs[i], before, after)
+		r, err := wsResult(t, m, stdouts[i], stderrs[i], before, after)
 		if err != nil {
 			return runs, err
 		}

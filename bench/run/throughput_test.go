@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -58,5 +60,42 @@ func TestPairOf(t *testing.T) {
 	}
 	if _, ok := pairOf(ts[:3], 0); ok {
 		t.Error("no plain Caddy among the targets, yet a pair")
+	}
+}
+
+// TestPairedVerdict: with runs at the same time, the workload's verdict is
+// their ratio, not the noisier one of the runs one after the other: a
+// cell whose paired ratio is 1.10 is missed even though hubgate looked
+// cheaper alone, and one at 1.00 is met even though it looked dearer.
+func TestPairedVerdict(t *testing.T) {
+	run := func(rps, cpuUS float64) wrkRun {
+		return wrkRun{Requests: int64(rps * 8), DurationUS: 8e6, RPS: rps, ProxyCPU: rps * 8 * cpuUS / 1e6}
+	}
+	b := &bench{cfg: config{connSet: []int{1, 64}}}
+	x1, x64 := cell{false, 100, 1}, cell{false, 100, 64}
+	b.res.wrk = map[string]map[string][]wrkRun{
+		x1.key():  {"caddy": {run(1000, 100)}, "hubgate": {run(1000, 90)}},
+		x64.key(): {"caddy": {run(1000, 100)}, "hubgate": {run(1000, 130)}},
+	}
+	b.res.paired = map[string]map[string][]wrkRun{
+		x1.key():  {"caddy": {run(500, 100)}, "hubgate": {run(500, 110)}},
+		x64.key(): {"caddy": {run(500, 100)}, "hubgate": {run(500, 100)}},
+	}
+	var out []string
+	b.reportThroughput(func(f string, a ...any) { out = append(out, fmt.Sprintf(f, a...)) })
+	row := func(k string) string {
+		for _, l := range out {
+			if strings.HasPrefix(l, "| "+k+" |") {
+				return l
+			}
+		}
+		t.Fatalf("no row for %s in:\n%s", k, strings.Join(out, "\n"))
+		return ""
+	}
+	if r := row(x1.key()); !strings.Contains(r, "**1.10**") || !strings.HasSuffix(r, "| **missed** |") {
+		t.Errorf("paired 1.10, alone 0.90: %s", r)
+	}
+	if r := row(x64.key()); !strings.Contains(r, "**1.00**") || !strings.HasSuffix(r, "| **met** |") {
+		t.Errorf("paired 1.00, alone 1.30: %s", r)
 	}
 }
