@@ -53,7 +53,8 @@
 //	BENCH_WS_ROUNDS=5 BENCH_COLD=5 BENCH_COLD_PAIRED=1 BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
 //	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
 //	BENCH_CROWD=200 BENCH_SCALE=1 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
-//	BENCH_SCALE_BUDGET=4m BENCH_SCALE_APP_CPUS=0 BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
+//	BENCH_SCALE_BUDGET=4m BENCH_SCALE_APP_CPUS=0 BENCH_SCALE_SPREAD=10,100 (the sizes
+//	spread over between one server and all) BENCH_GO=0 BENCH_OAUTH2_PROXY=<path>
 //	BENCH_SETTLE=5m (the longest wait, at the start, before the cold
 //	starts and before the scale run, for the 1-minute load average to
 //	fall to 1.0)

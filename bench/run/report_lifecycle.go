@@ -132,33 +132,52 @@ func (b *bench) reportScale(p func(string, ...any)) {
 		p("| idle websockets | failed: %s |", s.wsErr)
 	}
 	p("")
-	if h := s.hub; len(h[0].cpu) > 0 && len(h[1].cpu) > 0 {
+	if h, last := s.hub, len(s.hub)-1; last > 0 && len(h[0].cpu) > 0 && len(h[last].cpu) > 0 {
 		c := s.caddy
-		haveCaddy := len(c[0].cpu) > 0 && len(c[1].cpu) > 0
+		haveCaddy := len(c) == len(h) && len(c[0].cpu) > 0 && len(c[last].cpu) > 0
 		p("| wrk -c64, plain http (same Lua script, pre-formatted requests) | hubgate req/s | p99 | CPU per request | plain Caddy req/s | p99 | CPU per request | hubgate ÷ Caddy, CPU per request |")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|")
-		row := func(label string, i int) {
-			if haveCaddy {
+		for i, k := range s.sizes {
+			label := "1 user's server"
+			if k > 1 {
+				label = fmt.Sprintf("%d users' servers, round robin", k)
+			}
+			if haveCaddy && len(c[i].cpu) > 0 {
 				p("| %s | %.0f | %s | %.0f µs | %.0f | %s | %.0f µs | %.2f |", label, median(h[i].rps), ms(median(h[i].p99)), median(h[i].cpu),
 					median(c[i].rps), ms(median(c[i].p99)), median(c[i].cpu), median(h[i].cpu)/median(c[i].cpu))
 			} else {
 				p("| %s | %.0f | %s | %.0f µs | | | | |", label, median(h[i].rps), ms(median(h[i].p99)), median(h[i].cpu))
 			}
 		}
-		row("1 user's server", 0)
-		row(fmt.Sprintf("%d users' servers, round robin", s.n), 1)
-		hubSpread := median(h[1].cpu) / median(h[0].cpu)
+		hubSpread := median(h[last].cpu) / median(h[0].cpu)
+		// growth is the CPU per request at all n over the largest spread
+		// below it (100 servers by default: at 64 connections most
+		// requests already find their app asleep): what the number of
+		// routes itself costs.
+		ref := last - 1
+		growth := func(r []spreadRuns) float64 { return median(r[last].cpu) / median(r[ref].cpu) }
 		if haveCaddy {
-			caddySpread := median(c[1].cpu) / median(c[0].cpu)
-			p("| spread ÷ one | %.3f | %.2f | **%.2f** | %.3f | %.2f | **%.2f** | |", median(h[1].rps)/median(h[0].rps), median(h[1].p99)/median(h[0].p99), hubSpread,
-				median(c[1].rps)/median(c[0].rps), median(c[1].p99)/median(c[0].p99), caddySpread)
+			caddySpread := median(c[last].cpu) / median(c[0].cpu)
+			p("| %d ÷ one | %.3f | %.2f | **%.2f** | %.3f | %.2f | **%.2f** | |", s.n, median(h[last].rps)/median(h[0].rps), median(h[last].p99)/median(h[0].p99), hubSpread,
+				median(c[last].rps)/median(c[0].rps), median(c[last].p99)/median(c[0].p99), caddySpread)
+			if last > 1 {
+				p("| %d ÷ %d | %.3f | %.2f | **%.2f** | %.3f | %.2f | **%.2f** | |", s.n, s.sizes[ref], median(h[last].rps)/median(h[ref].rps), median(h[last].p99)/median(h[ref].p99), growth(h),
+					median(c[last].rps)/median(c[ref].rps), median(c[last].p99)/median(c[ref].p99), growth(c))
+			}
 			p("")
 			p("Target: hubgate's CPU per request spread over all servers within 10%% of one server's — %s (%.2f). Plain Caddy, whose upstream and container secret come from request headers through the same per-request dial placeholder as hubgate's proxy, spreads at %.2f in the same run: the rise is the machine's (a different sleeping app woken for every request, its process on the server CPU; bench/PROFILE.md), and hubgate's spread ÷ Caddy's is %.2f (≤ 1.10 %s).",
 				b.verdict(hubSpread <= 1.10), hubSpread, caddySpread, hubSpread/caddySpread, b.verdict(hubSpread/caddySpread <= 1.10))
+			if last > 1 {
+				p("From %d servers to %d (at 64 connections most requests find their app asleep at both) hubgate's CPU per request grows %.2f× and plain Caddy's %.2f×: what the number of routes itself costs (≤ 1.10 %s).",
+					s.sizes[ref], s.n, growth(h), growth(c), b.verdict(growth(h) <= 1.10))
+			}
 		} else {
-			p("| spread ÷ one | %.3f | %.2f | **%.2f** | | | | |", median(h[1].rps)/median(h[0].rps), median(h[1].p99)/median(h[0].p99), hubSpread)
+			p("| %d ÷ one | %.3f | %.2f | **%.2f** | | | | |", s.n, median(h[last].rps)/median(h[0].rps), median(h[last].p99)/median(h[0].p99), hubSpread)
 			p("")
 			p("Target: hubgate's CPU per request spread over all servers within 10%% of one server's — %s (%.2f). Plain Caddy's spread was not measured: %s.", b.verdict(hubSpread <= 1.10), hubSpread, s.caddyErr)
+			if last > 1 {
+				p("From %d servers to %d hubgate's CPU per request grows %.2f× (≤ 1.10 %s).", s.sizes[ref], s.n, growth(h), b.verdict(growth(h) <= 1.10))
+			}
 		}
 		p("")
 		for _, e := range s.spreadErrs {

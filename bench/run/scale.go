@@ -37,14 +37,17 @@ type scaleResult struct {
 	firstBatchTime   time.Duration
 	startAll         time.Duration
 	running          int
+	// sizes are the numbers of servers the wrk runs spread over: 1 (the
+	// bench user's), some in between, and all n (spreadSizes).
+	sizes []int
 	// hub and caddy are the wrk runs through hubgate and through plain
-	// Caddy, [0] to one user's server and [1] spread over all of them.
-	// This Caddy takes its upstream and the container secret from
+	// Caddy, one per size: [0] to one user's server, the last spread over
+	// all of them. This Caddy takes its upstream and the container secret from
 	// request headers: the same per-request dial placeholder as
 	// hubgate's proxy, so its runs show what spreading costs any proxy
 	// on this machine (1,000 app processes waking in turn on the server
 	// CPU) beside what it costs hubgate.
-	hub, caddy [2]spreadRuns
+	hub, caddy []spreadRuns
 	// caddyErr says why plain Caddy's spread was not measured.
 	caddyErr string
 	// heap and RSS of hubgate (after a GC): right after its restart with
@@ -314,11 +317,34 @@ type spreadRuns struct {
 	cpu []float64
 }
 
-// scaleSpread compares wrk spread over every user's server with wrk on
-// one (the same Lua script for both), over plain http, through hubgate
-// and through plain Caddy in alternating order.
+// spreadSizes are the numbers of servers of the spread runs: one, every
+// size of BENCH_SCALE_SPREAD (default 10 and 100) below n, and n. The
+// sizes between tell a cost that grows with the number of routes from
+// the step from one busy app to many sleeping ones, which any proxy
+// pays from a few servers on.
+func spreadSizes(n int, between string) []int {
+	sizes := []int{1}
+	for _, f := range strings.Split(between, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || k <= sizes[len(sizes)-1] || k >= n {
+			continue
+		}
+		sizes = append(sizes, k)
+	}
+	if n > 1 {
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+// scaleSpread compares wrk spread over the users' servers (the first k
+// of them, for every k of spreadSizes) with wrk on one (the same Lua
+// script for all), over plain http, through hubgate and through plain
+// Caddy in alternating order.
 func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error {
 	res := b.res.scale
+	res.sizes = spreadSizes(len(sessions), envString("BENCH_SCALE_SPREAD", "10,100"))
+	res.hub, res.caddy = make([]spreadRuns, len(res.sizes)), make([]spreadRuns, len(res.sizes))
 	apps := make([]appContainer, len(sessions))
 	if err := parallel(ctx, 8, indexes(len(sessions)), func(i int) error {
 		a, err := findUserContainer(ctx, b.dk, b.name, sessions[i].user)
@@ -331,16 +357,17 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 	caddyLine := func(user string, a appContainer) string {
 		return appPath(user, "whoami") + "\tX-Bench-Upstream: " + a.addr() + "\tX-Bench-Token: " + a.Token + "\n"
 	}
-	var hubAll, caddyAll strings.Builder
-	for i, s := range sessions {
-		hubAll.WriteString(hubLine(s.user, s.cookie))
-		caddyAll.WriteString(caddyLine(s.user, apps[i]))
-	}
 	files := map[string]string{
 		"hub-1":   hubLine("bench", b.main.cookie),
-		"hub-n":   hubAll.String(),
 		"caddy-1": caddyLine("bench", b.app),
-		"caddy-n": caddyAll.String(),
+	}
+	for _, k := range res.sizes[1:] {
+		var hubK, caddyK strings.Builder
+		for i, s := range sessions[:k] {
+			hubK.WriteString(hubLine(s.user, s.cookie))
+			caddyK.WriteString(caddyLine(s.user, apps[i]))
+		}
+		files["hub-"+strconv.Itoa(k)], files["caddy-"+strconv.Itoa(k)] = hubK.String(), caddyK.String()
 	}
 	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(b.work, "targets-"+name+".txt"), []byte(body), 0o644); err != nil {
@@ -369,9 +396,14 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 		proxy *caddyProc
 		runs  *spreadRuns
 	}
-	variants := []variant{{"hub-1", b.hub, &res.hub[0]}, {"hub-n", b.hub, &res.hub[1]}}
+	var variants []variant
+	for i, k := range res.sizes {
+		variants = append(variants, variant{"hub-" + strconv.Itoa(k), b.hub, &res.hub[i]})
+	}
 	if dyn != nil {
-		variants = append(variants, variant{"caddy-1", dyn, &res.caddy[0]}, variant{"caddy-n", dyn, &res.caddy[1]})
+		for i, k := range res.sizes {
+			variants = append(variants, variant{"caddy-" + strconv.Itoa(k), dyn, &res.caddy[i]})
+		}
 	}
 	for round := range max(b.cfg.rounds, 2) {
 		for k := range variants {
@@ -381,7 +413,7 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 			var prof chan error
 			if b.cfg.pprof && round == 0 {
 				// A CPU profile of each proxy under each spread
-				// (BENCH_PPROF=1): bench/out/pprof-scale-{hub,caddy}-{1,n}-cpu.pb.gz.
+				// (BENCH_PPROF=1): bench/out/pprof-scale-{hub,caddy}-{size}-cpu.pb.gz.
 				d = time.Duration(b.cfg.pprofSeconds+3) * time.Second
 				prof = b.cpuProfile(ctx, v.proxy, b.cfg.pprofSeconds, "pprof-scale-"+v.name+"-cpu.pb.gz")
 			}

@@ -99,3 +99,24 @@ func TestPairedVerdict(t *testing.T) {
 		t.Errorf("paired 1.00, alone 1.30: %s", r)
 	}
 }
+
+// TestSpreadSizes: the spread runs cover one server, the sizes asked
+// that lie below n (in rising order, bad entries dropped), and all n.
+func TestSpreadSizes(t *testing.T) {
+	for _, c := range []struct {
+		n       int
+		between string
+		want    []int
+	}{
+		{1000, "10,100", []int{1, 10, 100, 1000}},
+		{50, "10,100", []int{1, 10, 50}},
+		{10, "10,100", []int{1, 10}},
+		{1000, "", []int{1, 1000}},
+		{1000, "100, 10, x, 0, 1000, 300", []int{1, 100, 300, 1000}},
+		{1, "10", []int{1}},
+	} {
+		if got := spreadSizes(c.n, c.between); !slices.Equal(got, c.want) {
+			t.Errorf("spreadSizes(%d, %q) = %v, want %v", c.n, c.between, got, c.want)
+		}
+	}
+}
