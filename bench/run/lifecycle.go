@@ -18,14 +18,16 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
+
+	"github.com/hubgate/hubgate/policies"
 )
 
 // coldStart measures, BENCH_COLD times each, (1) a new user's first
 // request through hubgate until the app's first byte, and (2) a bare
 // create + start + first answer of the same image, with the same
 // environment, volume mount and network (the volume is made before the
-// clock starts): each pair at the same time (BENCH_COLD_PAIRED=1), or
-// alternating. Run 0 of each is an untimed warm-up. Every container is
+// clock starts): each pair at the same time (BENCH_COLD_PAIRED=1, the
+// two taking turns to go first), or alternating. Run 0 of each is an untimed warm-up. Every container is
 // removed right after its measurement.
 func (b *bench) coldStart(ctx context.Context) error {
 	n := b.cfg.cold
@@ -59,12 +61,33 @@ func (b *bench) coldStart(ctx context.Context) error {
 			// slow for both, and the difference is what hubgate adds.
 			// Each container is removed when both have answered, so
 			// that neither's removal runs beside the other's start.
+			//
+			// The one that reaches the engine second waits behind the
+			// other's create and start (the daemon serialises parts of
+			// them), so the two take turns: in odd pairs hubgate's
+			// request goes BENCH_COLD_LEAD ahead of the bare create, in
+			// even pairs the bare create goes that far ahead. Neither
+			// clock runs while its side waits.
 			var herr, berr error
 			var removeBare func()
 			var wg sync.WaitGroup
-			wg.Go(func() { hub, herr = hubgate(i) })
-			wg.Go(func() { bare, removeBare, berr = b.bareStart(ctx, i) })
+			hubLeads := i%2 == 1
+			wg.Go(func() {
+				if !hubLeads {
+					time.Sleep(b.cfg.coldLead)
+				}
+				hub, herr = hubgate(i)
+			})
+			wg.Go(func() {
+				if hubLeads {
+					time.Sleep(b.cfg.coldLead)
+				}
+				bare, removeBare, berr = b.bareStart(ctx, i)
+			})
 			wg.Wait()
+			if i > 0 {
+				b.res.coldHubLed = append(b.res.coldHubLed, hubLeads)
+			}
 			b.removeUser(ctx, coldUser(i))
 			if removeBare != nil {
 				removeBare()
@@ -107,7 +130,7 @@ func (b *bench) coldStart(ctx context.Context) error {
 // ordered.
 func (b *bench) coldOrder() string {
 	if b.cfg.coldPaired {
-		return "each pair at the same time"
+		return fmt.Sprintf("each pair at the same time, taking turns to go %s ahead", b.cfg.coldLead)
 	}
 	return "alternating"
 }
@@ -135,8 +158,8 @@ type bareTimes struct {
 
 // bareStart creates and starts a test app container the way hubgate
 // does (same image, env shape, labels shape, volume mount, network,
-// no limits as in the bench policy), and polls it every 5ms until it
-// answers HTTP with its token. remove (nil when nothing was created)
+// capabilities, no-new-privileges, memory and pids limits), and polls it
+// every 5ms until it answers HTTP with its token. remove (nil when nothing was created)
 // removes the container; the caller calls it, also on error.
 func (b *bench) bareStart(ctx context.Context, i int) (t bareTimes, remove func(), err error) {
 	user := fmt.Sprintf("bare%02d", i)
@@ -159,10 +182,17 @@ func (b *bench) bareStart(ctx context.Context, i int) (t bareTimes, remove func(
 		Env:      env,
 		Labels:   map[string]string{labelBench: b.name, "hubgate.bench.user": user, "hubgate.port": port},
 	}
+	// The same least privilege and limits as every container hubgate
+	// starts (spawner/docker's harden, the policy's built-in limits), so
+	// that the difference is hubgate's own work, not the container's.
+	pids := int64(policies.DefaultPids)
 	hostCfg := &container.HostConfig{
 		NetworkMode:   container.NetworkMode(b.name),
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: vol.Name, Target: home}},
+		CapDrop:       []string{"ALL"},
+		SecurityOpt:   []string{"no-new-privileges:true"},
+		Resources:     container.Resources{Memory: policies.DefaultMemory, PidsLimit: &pids},
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{b.name: {}}}
 	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}

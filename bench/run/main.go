@@ -45,12 +45,13 @@
 // removed when it ends, also on error or Ctrl-C; a later run also sweeps
 // what a killed run left behind. Settings (environment; the defaults are
 // issue 17's method, 5 alternating rounds of 8 s, and the 1,000-server
-// run: about 40 minutes in all on a 2-core machine; BENCH_DURATION=2s
+// run: about 50 minutes in all on a 2-core machine; BENCH_DURATION=2s
 // BENCH_ROUNDS=3 BENCH_SCALE=0 gives a first look in about 8):
 //
 //	BENCH_DURATION=8s BENCH_WARMUP=1s BENCH_ROUNDS=5 BENCH_THREADS=2
 //	BENCH_CONNS=1,64 BENCH_TLS=1 BENCH_WS_MSGS=10000 BENCH_WS_CONNS=16
-//	BENCH_WS_ROUNDS=5 BENCH_COLD=5 BENCH_COLD_PAIRED=1 BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
+//	BENCH_WS_ROUNDS=5 BENCH_COLD=12 BENCH_COLD_PAIRED=1 BENCH_COLD_LEAD=50ms
+//	BENCH_COLD_IMAGE=hubgate/jupyter-debian:latest
 //	BENCH_COLD_PORT=8888 BENCH_COLD_HOME=/home/jovyan BENCH_COLD_PATH=api/status
 //	BENCH_CROWD=200 BENCH_SCALE=1 BENCH_SCALE_N=1000 BENCH_SCALE_WS=1000
 //	BENCH_SCALE_BUDGET=4m BENCH_SCALE_APP_CPUS=0 BENCH_SCALE_SPREAD=10,100 (the sizes
@@ -107,12 +108,15 @@ type config struct {
 	// coldPaired starts each pair of cold starts (hubgate, bare Docker)
 	// at the same time (BENCH_COLD_PAIRED=1); 0 alternates them.
 	coldPaired bool
-	coldImage  string
-	coldPort   string
-	scale      bool
-	scaleN     int
-	scaleWS    int
-	goBench    bool
+	// coldLead is how far ahead the side that goes first in a pair
+	// starts (BENCH_COLD_LEAD); the sides take turns.
+	coldLead  time.Duration
+	coldImage string
+	coldPort  string
+	scale     bool
+	scaleN    int
+	scaleWS   int
+	goBench   bool
 	// paired also runs plain Caddy and hubgate at the same time in every
 	// round and workload (wrkPair, BENCH_PAIRED=0 leaves it out).
 	paired       bool
@@ -134,7 +138,8 @@ func loadConfig() config {
 		wsMsgs:       envInt("BENCH_WS_MSGS", 10000),
 		wsConns:      envInt("BENCH_WS_CONNS", 16),
 		wsRounds:     envInt("BENCH_WS_ROUNDS", 5),
-		cold:         envInt("BENCH_COLD", 5),
+		cold:         envInt("BENCH_COLD", 12),
+		coldLead:     envDuration("BENCH_COLD_LEAD", 50*time.Millisecond),
 		coldPaired:   envInt("BENCH_COLD_PAIRED", 1) != 0,
 		coldImage:    envString("BENCH_COLD_IMAGE", "hubgate/jupyter-debian:latest"),
 		coldPort:     envString("BENCH_COLD_PORT", "8888"),

@@ -19,7 +19,7 @@ func (b *bench) reportCold(p func(string, ...any)) {
 	p("## Cold start: a new user's first request to the app's first byte")
 	p("")
 	if b.cfg.coldPaired {
-		p("%d of each, each hubgate start and bare start at the same time (the two notebooks share the machine, so each takes longer than alone, and the host's speed, which moves these seconds of Python by a third from one start to the next, reaches both alike), after an untimed warm-up pair; every container removed after its run. The verdict is the median of the pairs' differences. Load average at the start: %.2f.", len(r.coldHub), r.loadCold)
+		p("%d of each, each hubgate start and bare start at the same time (the two notebooks share the machine, so each takes longer than alone, and the host's speed, which moves these seconds of Python by a third from one start to the next, reaches both alike), after an untimed warm-up pair; every container removed after its run. The one that reaches the engine second waits behind parts of the other's create and start, so the two take turns going %s ahead (neither clock runs while its side waits). The verdict is the median of the pairs' differences. Load average at the start: %.2f.", len(r.coldHub), b.cfg.coldLead, r.loadCold)
 	} else {
 		p("%d of each, alternating, after an untimed warm-up of each; every container removed after its run. Load average at the start: %.2f.", len(r.coldHub), r.loadCold)
 	}
@@ -45,7 +45,7 @@ func (b *bench) reportCold(p func(string, ...any)) {
 		p("| … its steps (audit log `steps`, medians): volume, image and network / create / start (+ inspect) / until the app answers | %s / %s / %s / %s | | |",
 			step("creating the home volume"), step("creating the container"), step("starting the container"), step("waiting for the app to answer"))
 	}
-	p("| bare Docker API: create + start + first 200 of the same path (same image, env, mount, network; polled every 5 ms) | %s | %s | %s |", dms(bm), dms(percentileDur(bare, 0)), dms(percentileDur(bare, 100)))
+	p("| bare Docker API: create + start + first 200 of the same path (same image, env, mount, network, dropped capabilities, no-new-privileges, memory and pids limits; polled every 5 ms) | %s | %s | %s |", dms(bm), dms(percentileDur(bare, 0)), dms(percentileDur(bare, 100)))
 	p("| … create / start (+ inspect) / first answer | %s / %s / %s | | |", dms(medianDur(create)), dms(medianDur(start)), dms(medianDur(answer)))
 	p("| **hubgate − bare** (medians) | **%+.0f ms** | | |", float64(hub-bm)/float64(time.Millisecond))
 	extra := hub - bm
@@ -57,6 +57,21 @@ func (b *bench) reportCold(p func(string, ...any)) {
 		extra = medianDur(diffs)
 		p("| **hubgate − bare, pair by pair** (median of the differences) | **%+.0f ms** | %+.0f ms | %+.0f ms |", float64(extra)/float64(time.Millisecond),
 			float64(percentileDur(diffs, 0))/float64(time.Millisecond), float64(percentileDur(diffs, 100))/float64(time.Millisecond))
+		var hubFirst, bareFirst []time.Duration
+		for i, d := range diffs {
+			if i < len(r.coldHubLed) && r.coldHubLed[i] {
+				hubFirst = append(hubFirst, d)
+			} else {
+				bareFirst = append(bareFirst, d)
+			}
+		}
+		msd := func(d []time.Duration) string {
+			if len(d) == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%+.0f ms", float64(medianDur(d))/float64(time.Millisecond))
+		}
+		p("| … in the pairs where hubgate went %s ahead (%d) / where bare Docker did (%d) | %s / %s | | |", b.cfg.coldLead, len(hubFirst), len(bareFirst), msd(hubFirst), msd(bareFirst))
 	}
 	p("")
 	p("Target: ≤ +50 ms — %s. hubgate answered %d times 503 \"starting\" and %d times otherwise before the 200s.", b.verdictAt(extra <= 50*time.Millisecond, r.loadCold), r.coldHubRetries, r.coldHubErrors)
