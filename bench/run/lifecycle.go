@@ -27,8 +27,9 @@ import (
 // create + start + first answer of the same image, with the same
 // environment, volume mount and network (the volume is made before the
 // clock starts): each pair at the same time (BENCH_COLD_PAIRED=1, the
-// two taking turns to go first), or alternating. Run 0 of each is an untimed warm-up. Every container is
-// removed right after its measurement.
+// two taking turns to go first), or alternating. Run 0 of each is an
+// untimed warm-up. Every container is removed right after its
+// measurement.
 func (b *bench) coldStart(ctx context.Context) error {
 	n := b.cfg.cold
 	b.res.loadCold = loadAvg()
@@ -159,8 +160,9 @@ type bareTimes struct {
 // bareStart creates and starts a test app container the way hubgate
 // does (same image, env shape, labels shape, volume mount, network,
 // capabilities, no-new-privileges, memory and pids limits), and polls it
-// every 5ms until it answers HTTP with its token. remove (nil when nothing was created)
-// removes the container; the caller calls it, also on error.
+// every 5ms until it answers HTTP with its token. remove (nil when
+// nothing was created) removes the container; the caller calls it, also
+// on error.
 func (b *bench) bareStart(ctx context.Context, i int) (t bareTimes, remove func(), err error) {
 	user := fmt.Sprintf("bare%02d", i)
 	cname := fmt.Sprintf("%s-bare-%02d", b.name, i)

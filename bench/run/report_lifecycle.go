@@ -166,9 +166,9 @@ func (b *bench) reportScale(p func(string, ...any)) {
 		}
 		hubSpread := median(h[last].cpu) / median(h[0].cpu)
 		// growth is the CPU per request at all n over the largest spread
-		// below it (100 servers by default: at 64 connections most
-		// requests already find their app asleep): what the number of
-		// routes itself costs.
+		// below it (100 servers by default: 64 connections keep fewer
+		// than one request in flight per app there too): what the
+		// number of routes itself costs.
 		ref := last - 1
 		growth := func(r []spreadRuns) float64 { return median(r[last].cpu) / median(r[ref].cpu) }
 		if haveCaddy {
@@ -183,7 +183,7 @@ func (b *bench) reportScale(p func(string, ...any)) {
 			p("Target: hubgate's CPU per request spread over all servers within 10%% of one server's — %s (%.2f). Plain Caddy, whose upstream and container secret come from request headers through the same per-request dial placeholder as hubgate's proxy, spreads at %.2f in the same run: the rise is the machine's (a different sleeping app woken for every request, its process on the server CPU; bench/PROFILE.md), and hubgate's spread ÷ Caddy's is %.2f (≤ 1.10 %s).",
 				b.verdict(hubSpread <= 1.10), hubSpread, caddySpread, hubSpread/caddySpread, b.verdict(hubSpread/caddySpread <= 1.10))
 			if last > 1 {
-				p("From %d servers to %d (at 64 connections most requests find their app asleep at both) hubgate's CPU per request grows %.2f× and plain Caddy's %.2f×: what the number of routes itself costs (≤ 1.10 %s).",
+				p("From %d servers to %d (64 connections keep fewer than one request in flight per app at both) hubgate's CPU per request grows %.2f× and plain Caddy's %.2f×: what the number of routes itself costs (≤ 1.10 %s).",
 					s.sizes[ref], s.n, growth(h), growth(c), b.verdict(growth(h) <= 1.10))
 			}
 		} else {

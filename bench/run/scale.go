@@ -42,8 +42,8 @@ type scaleResult struct {
 	sizes []int
 	// hub and caddy are the wrk runs through hubgate and through plain
 	// Caddy, one per size: [0] to one user's server, the last spread over
-	// all of them. This Caddy takes its upstream and the container secret from
-	// request headers: the same per-request dial placeholder as
+	// all of them. This Caddy takes its upstream and the container secret
+	// from request headers: the same per-request dial placeholder as
 	// hubgate's proxy, so its runs show what spreading costs any proxy
 	// on this machine (1,000 app processes waking in turn on the server
 	// CPU) beside what it costs hubgate.
