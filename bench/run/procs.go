@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -271,4 +272,18 @@ func staleOwners(out string) []string {
 func alive(pid int) bool {
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	return err == nil && strings.Contains(string(cmdline), "bench")
+}
+
+// unpin lets every thread of process pid run on every CPU (taskset -a)
+// and returns what pins them back to the server CPU. Failures are
+// logged: the run goes on pinned.
+func unpin(pid int) (repin func()) {
+	set := func(cpus string) {
+		out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput()
+		if err != nil {
+			log.Printf("taskset -a -p -c %s %d: %v: %s", cpus, pid, err, strings.TrimSpace(string(out)))
+		}
+	}
+	set(fmt.Sprintf("0-%d", runtime.NumCPU()-1))
+	return func() { set(serverCPU) }
 }

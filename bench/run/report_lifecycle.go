@@ -19,7 +19,7 @@ func (b *bench) reportCold(p func(string, ...any)) {
 	p("## Cold start: a new user's first request to the app's first byte")
 	p("")
 	if b.cfg.coldPaired {
-		p("%d of each, each hubgate start and bare start at the same time (the two notebooks share the machine, so each takes longer than alone, and the host's speed, which moves these seconds of Python by a third from one start to the next, reaches both alike), after an untimed warm-up pair; every container removed after its run. The one that reaches the engine second waits behind parts of the other's create and start, so the two take turns going %s ahead (neither clock runs while its side waits). The verdict is the median of the pairs' differences. Load average at the start: %.2f.", len(r.coldHub), b.cfg.coldLead, r.loadCold)
+		p("%d of each, each hubgate start and bare start at the same time (the two notebooks share the machine, so each takes longer than alone, and the host's speed, which moves these seconds of Python by a third from one start to the next, reaches both alike), after an untimed warm-up pair; every container removed after its run. The one that reaches the engine second waits behind parts of the other's create and start, so the two take turns going %s ahead (neither clock runs while its side waits). hubgate runs on every CPU for these starts, as the bare Docker client does (on the server CPU alone its probes waited behind the starting notebooks). The verdict is the median of the pairs' differences. Load average at the start: %.2f.", len(r.coldHub), b.cfg.coldLead, r.loadCold)
 	} else {
 		p("%d of each, alternating, after an untimed warm-up of each; every container removed after its run. Load average at the start: %.2f.", len(r.coldHub), r.loadCold)
 	}
