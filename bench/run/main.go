@@ -395,10 +395,10 @@ func (b *bench) run(ctx context.Context) error {
 		// fall first, or the cold starts measure the queue behind it.
 		settle(b.cfg.settle)
 		// Cold starts are no per-request CPU comparison: for them hubgate
-		// runs on every CPU, as the bench's bare Docker client does.
-		// Pinned to the server CPU, its readiness probes and the first
-		// request waited there behind the starting notebooks, which run
-		// anywhere. It goes back to the server CPU after.
+		// runs on every CPU, as the bench's bare Docker client does
+		// (pinned to the server CPU, its readiness probes and the first
+		// request could wait there behind the starting notebooks, which
+		// run anywhere). It goes back to the server CPU after.
 		repin := unpin(b.hub.pid())
 		err := b.coldStart(ctx)
 		repin()
