@@ -34,6 +34,9 @@ type appContainer struct {
 	Port  string
 	Token string
 	Pid   int
+	// Host is the container's host settings as the engine reports them
+	// (capabilities, security options, limits).
+	Host *container.HostConfig
 }
 
 func (a appContainer) addr() string { return net.JoinHostPort(a.IP, a.Port) }
@@ -56,7 +59,7 @@ func findUserContainer(ctx context.Context, dk *client.Client, name, user string
 	if err != nil {
 		return appContainer{}, fmt.Errorf("inspect %s: %w", cs[0].ID, err)
 	}
-	a := appContainer{ID: c.ID, Port: c.Config.Labels["hubgate.port"], Pid: c.State.Pid, User: user}
+	a := appContainer{ID: c.ID, Port: c.Config.Labels["hubgate.port"], Pid: c.State.Pid, User: user, Host: c.HostConfig}
 	if a.Port == "" {
 		a.Port = "8888"
 	}

@@ -18,8 +18,6 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
-
-	"github.com/hubgate/hubgate/policies"
 )
 
 // coldStart measures, BENCH_COLD times each, (1) a new user's first
@@ -42,18 +40,31 @@ func (b *bench) coldStart(ctx context.Context) error {
 		}
 		sessions[i] = s
 	}
+	// hubHost is the least privilege and limits of hubgate's own
+	// container, read from the warm-up start: the timed bare starts get
+	// the same, so that the difference is hubgate's work, not the
+	// container's.
+	var hubHost *container.HostConfig
 	hubgate := func(i int) (time.Duration, error) {
 		out, err := b.untilServedAt(ctx, sessions[i], b.coldPath(coldUser(i)), 2*time.Minute)
 		if err != nil {
 			return 0, err
 		}
-		if i > 0 {
+		if i == 0 {
+			a, err := findUserContainer(ctx, b.dk, b.name, coldUser(i))
+			if err != nil {
+				return 0, fmt.Errorf("hubgate's warm-up container: %w", err)
+			}
+			hubHost = a.Host
+		} else {
 			b.res.coldHubRetries += out.retries
 			b.res.coldHubErrors += out.errors
 		}
 		return out.ttfb, nil
 	}
 	for i := 0; i <= n; i++ {
+		// Read here, between pairs: pair 0's hubgate side sets it.
+		host := hubHost
 		var hub time.Duration
 		var bare bareTimes
 		if b.cfg.coldPaired {
@@ -72,7 +83,7 @@ func (b *bench) coldStart(ctx context.Context) error {
 			var herr, berr error
 			var removeBare func()
 			var wg sync.WaitGroup
-			hubLeads := i%2 == 1
+			hubLeads := coldHubLeads(i)
 			wg.Go(func() {
 				if !hubLeads {
 					time.Sleep(b.cfg.coldLead)
@@ -83,12 +94,9 @@ func (b *bench) coldStart(ctx context.Context) error {
 				if hubLeads {
 					time.Sleep(b.cfg.coldLead)
 				}
-				bare, removeBare, berr = b.bareStart(ctx, i)
+				bare, removeBare, berr = b.bareStart(ctx, i, host)
 			})
 			wg.Wait()
-			if i > 0 {
-				b.res.coldHubLed = append(b.res.coldHubLed, hubLeads)
-			}
 			b.removeUser(ctx, coldUser(i))
 			if removeBare != nil {
 				removeBare()
@@ -105,7 +113,7 @@ func (b *bench) coldStart(ctx context.Context) error {
 					b.removeUser(ctx, coldUser(i))
 				} else {
 					var remove func()
-					bare, remove, err = b.bareStart(ctx, i)
+					bare, remove, err = b.bareStart(ctx, i, host)
 					if remove != nil {
 						remove()
 					}
@@ -126,6 +134,10 @@ func (b *bench) coldStart(ctx context.Context) error {
 	b.res.coldSpawn, b.res.coldSteps = b.spawnDurations("cold")
 	return nil
 }
+
+// coldHubLeads says whether hubgate goes first in pair i of a paired
+// cold start: in odd pairs it does, in even ones bare Docker.
+func coldHubLeads(i int) bool { return i%2 == 1 }
 
 // coldOrder says how the cold starts of hubgate and bare Docker are
 // ordered.
@@ -158,12 +170,12 @@ type bareTimes struct {
 }
 
 // bareStart creates and starts a test app container the way hubgate
-// does (same image, env shape, labels shape, volume mount, network,
-// capabilities, no-new-privileges, memory and pids limits), and polls it
-// every 5ms until it answers HTTP with its token. remove (nil when
-// nothing was created) removes the container; the caller calls it, also
-// on error.
-func (b *bench) bareStart(ctx context.Context, i int) (t bareTimes, remove func(), err error) {
+// does (same image, env shape, labels shape, volume mount, network, and
+// the capabilities, security options and limits of host, hubgate's own
+// container, when known), and polls it every 5ms until it answers HTTP
+// with its token. remove (nil when nothing was created) removes the
+// container; the caller calls it, also on error.
+func (b *bench) bareStart(ctx context.Context, i int, host *container.HostConfig) (t bareTimes, remove func(), err error) {
 	user := fmt.Sprintf("bare%02d", i)
 	cname := fmt.Sprintf("%s-bare-%02d", b.name, i)
 	server, image, home, port := b.coldServer()
@@ -184,17 +196,15 @@ func (b *bench) bareStart(ctx context.Context, i int) (t bareTimes, remove func(
 		Env:      env,
 		Labels:   map[string]string{labelBench: b.name, "hubgate.bench.user": user, "hubgate.port": port},
 	}
-	// The same least privilege and limits as every container hubgate
-	// starts (spawner/docker's harden, the policy's built-in limits), so
-	// that the difference is hubgate's own work, not the container's.
-	pids := int64(policies.DefaultPids)
 	hostCfg := &container.HostConfig{
 		NetworkMode:   container.NetworkMode(b.name),
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		Mounts:        []mount.Mount{{Type: mount.TypeVolume, Source: vol.Name, Target: home}},
-		CapDrop:       []string{"ALL"},
-		SecurityOpt:   []string{"no-new-privileges:true"},
-		Resources:     container.Resources{Memory: policies.DefaultMemory, PidsLimit: &pids},
+	}
+	if host != nil {
+		hostCfg.CapAdd, hostCfg.CapDrop, hostCfg.SecurityOpt = host.CapAdd, host.CapDrop, host.SecurityOpt
+		hostCfg.ReadonlyRootfs, hostCfg.Tmpfs = host.ReadonlyRootfs, host.Tmpfs
+		hostCfg.Memory, hostCfg.NanoCPUs, hostCfg.PidsLimit = host.Memory, host.NanoCPUs, host.PidsLimit
 	}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{b.name: {}}}
 	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}

@@ -41,12 +41,9 @@ type results struct {
 	wsModes  string
 	profiled []string
 
-	coldHub  []time.Duration
-	coldBare []bareTimes
-	// coldHubLed says, for each pair of coldHub and coldBare run at the
-	// same time, whether hubgate's request went first.
-	coldHubLed []bool
-	coldSpawn  []time.Duration
+	coldHub   []time.Duration
+	coldBare  []bareTimes
+	coldSpawn []time.Duration
 	// coldSteps are hubgate's start steps (the spawn audit record's
 	// "steps"), each step's durations over the cold starts.
 	coldSteps                     map[string][]time.Duration

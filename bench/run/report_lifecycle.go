@@ -45,7 +45,7 @@ func (b *bench) reportCold(p func(string, ...any)) {
 		p("| … its steps (audit log `steps`, medians): volume, image and network / create / start (+ inspect) / until the app answers | %s / %s / %s / %s | | |",
 			step("creating the home volume"), step("creating the container"), step("starting the container"), step("waiting for the app to answer"))
 	}
-	p("| bare Docker API: create + start + first 200 of the same path (same image, env, mount, network, dropped capabilities, no-new-privileges, memory and pids limits; polled every 5 ms) | %s | %s | %s |", dms(bm), dms(percentileDur(bare, 0)), dms(percentileDur(bare, 100)))
+	p("| bare Docker API: create + start + first 200 of the same path (same image, env, mount, network, and the capabilities, security options and limits of hubgate's warm-up container; polled every 5 ms) | %s | %s | %s |", dms(bm), dms(percentileDur(bare, 0)), dms(percentileDur(bare, 100)))
 	p("| … create / start (+ inspect) / first answer | %s / %s / %s | | |", dms(medianDur(create)), dms(medianDur(start)), dms(medianDur(answer)))
 	p("| **hubgate − bare** (medians) | **%+.0f ms** | | |", float64(hub-bm)/float64(time.Millisecond))
 	extra := hub - bm
@@ -59,7 +59,8 @@ func (b *bench) reportCold(p func(string, ...any)) {
 			float64(percentileDur(diffs, 0))/float64(time.Millisecond), float64(percentileDur(diffs, 100))/float64(time.Millisecond))
 		var hubFirst, bareFirst []time.Duration
 		for i, d := range diffs {
-			if i < len(r.coldHubLed) && r.coldHubLed[i] {
+			// diffs[i] is of pair i+1 (pair 0 is the untimed warm-up).
+			if coldHubLeads(i + 1) {
 				hubFirst = append(hubFirst, d)
 			} else {
 				bareFirst = append(bareFirst, d)

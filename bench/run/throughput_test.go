@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRoundOrder: every target once per round; plain Caddy and hubgate
@@ -117,6 +118,34 @@ func TestSpreadSizes(t *testing.T) {
 	} {
 		if got := spreadSizes(c.n, c.between); !slices.Equal(got, c.want) {
 			t.Errorf("spreadSizes(%d, %q) = %v, want %v", c.n, c.between, got, c.want)
+		}
+	}
+}
+
+// TestColdPairsByLead: the paired cold start's verdict is the median of
+// the pair differences, and the pairs are split by who went first as
+// coldStart ordered them (hubgate in pairs 1, 3, 5; pair 0 is the
+// untimed warm-up and not in the results).
+func TestColdPairsByLead(t *testing.T) {
+	if !coldHubLeads(1) || coldHubLeads(2) {
+		t.Fatal("hubgate should go first in odd pairs, bare Docker in even ones")
+	}
+	ms := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	b := &bench{cfg: config{coldPaired: true, coldLead: 50 * time.Millisecond}}
+	for _, d := range []int{10, 100, 20, 200, 30, 300} {
+		b.res.coldHub = append(b.res.coldHub, ms(1000+d))
+		b.res.coldBare = append(b.res.coldBare, bareTimes{total: ms(1000)})
+	}
+	var out []string
+	b.reportCold(func(f string, a ...any) { out = append(out, fmt.Sprintf(f, a...)) })
+	all := strings.Join(out, "\n")
+	for _, want := range []string{
+		"| **hubgate − bare, pair by pair** (median of the differences) | **+65 ms** | +10 ms | +300 ms |",
+		"| … in the pairs where hubgate went 50ms ahead (3) / where bare Docker did (3) | +20 ms / +200 ms | | |",
+		"Target: ≤ +50 ms — **missed**",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
 		}
 	}
 }
