@@ -172,6 +172,37 @@ func (b *bench) reportScale(p func(string, ...any)) {
 		// number of routes itself costs.
 		ref := last - 1
 		growth := func(r []spreadRuns) float64 { return median(r[last].cpu) / median(r[ref].cpu) }
+		// pacedRows: one server at the rate of the spread over all n, and
+		// the spread over it (the cost of the number of servers alone).
+		paced := len(s.hubPaced.cpu) > 0
+		pacedRows := func(withCaddy bool) {
+			if !paced {
+				return
+			}
+			hp, cp := s.hubPaced, s.caddyPaced
+			withCaddy = withCaddy && len(cp.cpu) > 0
+			label := fmt.Sprintf("1 user's server at the %d-server rate (each connection waits %d ms after each response", s.n, s.hubPace)
+			if withCaddy && s.caddyPace != s.hubPace {
+				label += fmt.Sprintf("; Caddy %d ms", s.caddyPace)
+			}
+			label += ")"
+			if withCaddy {
+				p("| %s | %.0f | %s | %.0f µs | %.0f | %s | %.0f µs | %.2f |", label, median(hp.rps), ms(median(hp.p99)), median(hp.cpu),
+					median(cp.rps), ms(median(cp.p99)), median(cp.cpu), median(hp.cpu)/median(cp.cpu))
+				p("| %d ÷ one at the same rate | %.3f | | **%.2f** | %.3f | | **%.2f** | |", s.n, median(h[last].rps)/median(hp.rps), median(h[last].cpu)/median(hp.cpu),
+					median(c[last].rps)/median(cp.rps), median(c[last].cpu)/median(cp.cpu))
+			} else {
+				p("| %s | %.0f | %s | %.0f µs | | | | |", label, median(hp.rps), ms(median(hp.p99)), median(hp.cpu))
+				p("| %d ÷ one at the same rate | %.3f | | **%.2f** | | | | |", s.n, median(h[last].rps)/median(hp.rps), median(h[last].cpu)/median(hp.cpu))
+			}
+		}
+		pacedNote := func() {
+			if !paced {
+				return
+			}
+			p("At the rate the spread reached, one server costs hubgate %.0f µs per request (%.0f µs unpaced): spread over all %d ÷ one at the same rate is %.2f. What is left of the rise once the rate is the same is what the number of servers costs (a different sleeping app's socket written and woken for every request, cold caches); the rest is the rate (a proxy that idles between requests wakes for each one).",
+				median(s.hubPaced.cpu), median(h[0].cpu), s.n, median(h[last].cpu)/median(s.hubPaced.cpu))
+		}
 		if haveCaddy {
 			caddySpread := median(c[last].cpu) / median(c[0].cpu)
 			p("| %d ÷ one | %.3f | %.2f | **%.2f** | %.3f | %.2f | **%.2f** | |", s.n, median(h[last].rps)/median(h[0].rps), median(h[last].p99)/median(h[0].p99), hubSpread,
@@ -180,6 +211,7 @@ func (b *bench) reportScale(p func(string, ...any)) {
 				p("| %d ÷ %d | %.3f | %.2f | **%.2f** | %.3f | %.2f | **%.2f** | |", s.n, s.sizes[ref], median(h[last].rps)/median(h[ref].rps), median(h[last].p99)/median(h[ref].p99), growth(h),
 					median(c[last].rps)/median(c[ref].rps), median(c[last].p99)/median(c[ref].p99), growth(c))
 			}
+			pacedRows(true)
 			p("")
 			p("Target: hubgate's CPU per request spread over all servers within 10%% of one server's — %s (%.2f). Plain Caddy, whose upstream and container secret come from request headers through the same per-request dial placeholder as hubgate's proxy, spreads at %.2f in the same run: the rise is the machine's (a different sleeping app woken for every request, its process on the server CPU; bench/PROFILE.md), and hubgate's spread ÷ Caddy's is %.2f (≤ 1.10 %s).",
 				b.verdict(hubSpread <= 1.10), hubSpread, caddySpread, hubSpread/caddySpread, b.verdict(hubSpread/caddySpread <= 1.10))
@@ -189,12 +221,14 @@ func (b *bench) reportScale(p func(string, ...any)) {
 			}
 		} else {
 			p("| %d ÷ one | %.3f | %.2f | **%.2f** | | | | |", s.n, median(h[last].rps)/median(h[0].rps), median(h[last].p99)/median(h[0].p99), hubSpread)
+			pacedRows(false)
 			p("")
 			p("Target: hubgate's CPU per request spread over all servers within 10%% of one server's — %s (%.2f). Plain Caddy's spread was not measured: %s.", b.verdict(hubSpread <= 1.10), hubSpread, s.caddyErr)
 			if last > 1 {
 				p("From %d servers to %d hubgate's CPU per request grows %.2f× (≤ 1.10 %s).", s.sizes[ref], s.n, growth(h), b.verdict(growth(h) <= 1.10))
 			}
 		}
+		pacedNote()
 		p("")
 		for _, e := range s.spreadErrs {
 			p("- Failed requests (fewer than 1 in 1,000, which would fail the run): %s.", e)

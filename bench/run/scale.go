@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,6 +49,14 @@ type scaleResult struct {
 	// on this machine (1,000 app processes waking in turn on the server
 	// CPU) beside what it costs hubgate.
 	hub, caddy []spreadRuns
+	// hubPaced and caddyPaced are wrk runs to one server (the bench
+	// user's) at about the rate the spread over all n reached through
+	// the same proxy: each connection waits pace ms after each response
+	// (hubPace, caddyPace). Beside the spread, they tell what the lower
+	// rate costs (the proxy idles and wakes for every request) from what
+	// the number of servers does.
+	hubPaced, caddyPaced spreadRuns
+	hubPace, caddyPace   int
 	// caddyErr says why plain Caddy's spread was not measured.
 	caddyErr string
 	// heap and RSS of hubgate (after a GC): right after its restart with
@@ -417,7 +426,7 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 				d = time.Duration(b.cfg.pprofSeconds+3) * time.Second
 				prof = b.cpuProfile(ctx, v.proxy, b.cfg.pprofSeconds, "pprof-scale-"+v.name+"-cpu.pb.gz")
 			}
-			r, args, err := b.wrk(ctx, v.proxy.httpURL(""), nil, 64, d, v.proxy, "rotate.lua", file)
+			r, args, err := b.wrk(ctx, v.proxy.httpURL(""), nil, spreadConns, d, v.proxy, "rotate.lua", file)
 			if prof != nil {
 				if perr := <-prof; perr != nil {
 					log.Printf("scale profile: %v", perr)
@@ -444,6 +453,59 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 				b.res.commands = append(b.res.commands, "taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})+"   # file: one 'path<TAB>Cookie: ...' line per user (plain Caddy: 'path<TAB>X-Bench-Upstream: ...<TAB>X-Bench-Token: ...')")
 			}
 			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms, proxy CPU %.0fµs per request", round+1, v.name, r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
+		}
+	}
+	return b.scalePaced(ctx, dyn)
+}
+
+// spreadConns is the number of wrk connections of the spread runs.
+const spreadConns = 64
+
+// paceFor is the wait in ms after each response that brings
+// spreadConns connections to about rps requests a second, when a
+// response itself takes well under that.
+func paceFor(rps float64) int {
+	if rps <= 0 {
+		return 0
+	}
+	return max(int(math.Round(spreadConns*1000/rps)), 1)
+}
+
+// scalePaced runs wrk to one server through hubgate and through plain
+// Caddy (dyn, when it runs) at the rate each reached spread over all
+// servers, in alternating order.
+func (b *bench) scalePaced(ctx context.Context, dyn *caddyProc) error {
+	res := b.res.scale
+	last := len(res.sizes) - 1
+	if last < 1 || len(res.hub[last].rps) == 0 {
+		return nil
+	}
+	type variant struct {
+		name  string
+		proxy *caddyProc
+		pace  int
+		runs  *spreadRuns
+	}
+	res.hubPace = paceFor(median(res.hub[last].rps))
+	variants := []variant{{"hub-1", b.hub, res.hubPace, &res.hubPaced}}
+	if dyn != nil && len(res.caddy[last].rps) > 0 {
+		res.caddyPace = paceFor(median(res.caddy[last].rps))
+		variants = append(variants, variant{"caddy-1", dyn, res.caddyPace, &res.caddyPaced})
+	}
+	for round := range max(b.cfg.rounds, 2) {
+		for k := range variants {
+			v := variants[(k+round)%len(variants)]
+			file := filepath.Join(b.work, "targets-"+v.name+".txt")
+			r, _, err := b.wrkEnv(ctx, []string{"BENCH_WRK_DELAY_MS=" + strconv.Itoa(v.pace)}, v.proxy.httpURL(""), nil, spreadConns,
+				max(b.cfg.duration, 3*time.Second), v.proxy, "rotate.lua", file)
+			if err != nil {
+				return err
+			}
+			if e := r.errors(); e > 0 {
+				return fmt.Errorf("wrk: %d of %d requests of %s paced failed", e, r.Requests, v.name)
+			}
+			v.runs.rps, v.runs.p99, v.runs.cpu = append(v.runs.rps, r.RPS), append(v.runs.p99, r.P99), append(v.runs.cpu, r.perRequest(r.ProxyCPU))
+			log.Printf("scale round %d %s paced (%d ms after each response): %.0f req/s, p99 %.2fms, proxy CPU %.0fµs per request", round+1, v.name, v.pace, r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
 		}
 	}
 	return nil

@@ -266,7 +266,15 @@ func wrkResult(url string, cmd *exec.Cmd, stdout, stderr *bytes.Buffer) (wrkRun,
 // script and returns its summary, with the CPU that proxy (may be nil) and
 // the app used meanwhile.
 func (b *bench) wrk(ctx context.Context, url string, hdr http.Header, conns int, d time.Duration, proxy *caddyProc, script string, scriptArgs ...string) (wrkRun, []string, error) {
+	return b.wrkEnv(ctx, nil, url, hdr, conns, d, proxy, script, scriptArgs...)
+}
+
+// wrkEnv is wrk with env added to wrk's environment (for its script).
+func (b *bench) wrkEnv(ctx context.Context, env []string, url string, hdr http.Header, conns int, d time.Duration, proxy *caddyProc, script string, scriptArgs ...string) (wrkRun, []string, error) {
 	cmd, args, stdout, stderr := b.wrkCmd(ctx, url, hdr, conns, d, script, scriptArgs...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	proxyPid := 0
 	if proxy != nil {
 		proxyPid = proxy.pid()

@@ -149,3 +149,36 @@ func TestColdPairsByLead(t *testing.T) {
 		}
 	}
 }
+
+// TestPacedSpread: one server is asked at the rate the spread over all
+// reached (64 connections, each waiting 64,000 ÷ rate ms), and the report
+// sets the spread against that run as well as against the unpaced one.
+func TestPacedSpread(t *testing.T) {
+	if got := paceFor(1674); got != 38 {
+		t.Errorf("paceFor(1674) = %d, want 38", got)
+	}
+	if paceFor(0) != 0 || paceFor(1e6) != 1 {
+		t.Errorf("paceFor(0) = %d, paceFor(1e6) = %d, want 0 and 1", paceFor(0), paceFor(1e6))
+	}
+	runs := func(rps, cpu float64) spreadRuns {
+		return spreadRuns{rps: []float64{rps}, p99: []float64{1000}, cpu: []float64{cpu}}
+	}
+	b := &bench{}
+	b.res.scale = &scaleResult{n: 1000, sizes: []int{1, 1000},
+		hub:      []spreadRuns{runs(5000, 100), runs(1600, 240)},
+		caddy:    []spreadRuns{runs(4800, 120), runs(1500, 260)},
+		hubPaced: runs(1580, 200), caddyPaced: runs(1490, 250), hubPace: 40, caddyPace: 43}
+	var out []string
+	b.reportScale(func(f string, a ...any) { out = append(out, fmt.Sprintf(f, a...)) })
+	all := strings.Join(out, "\n")
+	for _, want := range []string{
+		"| 1000 ÷ one | 0.320 | 1.00 | **2.40** | 0.312 | 1.00 | **2.17** | |",
+		"| 1 user's server at the 1000-server rate (each connection waits 40 ms after each response; Caddy 43 ms) | 1580 | 1.00 ms | 200 µs | 1490 | 1.00 ms | 250 µs | 0.80 |",
+		"| 1000 ÷ one at the same rate | 1.013 | | **1.20** | 1.007 | | **1.04** | |",
+		"spread over all 1000 ÷ one at the same rate is 1.20",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
+		}
+	}
+}

@@ -4,8 +4,20 @@
 -- so one wrk run spreads over many users' servers. The requests are
 -- formatted once in init, so one target costs the same per request as a
 -- thousand.
+--
+-- With BENCH_WRK_DELAY_MS set, each connection waits that many ms after
+-- each response before its next request: one server asked at the rate
+-- a spread run reached (scale.go), to tell the cost of the rate from the
+-- cost of the number of servers. Unset, wrk sends as fast as it can.
 local reqs = {}
 local i = 0
+
+local pause = tonumber(os.getenv("BENCH_WRK_DELAY_MS") or "")
+if pause then
+	delay = function()
+		return pause
+	end
+end
 
 init = function(args)
 	local f = assert(io.open(args[1], "r"))
