@@ -437,18 +437,9 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 			if err != nil {
 				return err
 			}
-			// A handful of failed requests among 1,000 servers is
-			// reported; more than one in a thousand fails the run.
-			if e := r.errors(); e > 0 {
-				detail := fmt.Sprintf("%d of %d requests of %s failed (status %d, connect %d, read %d, write %d, timeout %d)",
-					e, r.Requests, v.name, r.ErrStatus, r.ErrConnect, r.ErrRead, r.ErrWrite, r.ErrTimeout)
-				if e*1000 > r.Requests {
-					return errors.New("wrk: " + detail)
-				}
-				log.Printf("scale: %s", detail)
-				res.spreadErrs = append(res.spreadErrs, detail)
+			if err := res.addSpreadRun(v.runs, r, v.name); err != nil {
+				return err
 			}
-			v.runs.rps, v.runs.p99, v.runs.cpu = append(v.runs.rps, r.RPS), append(v.runs.p99, r.P99), append(v.runs.cpu, r.perRequest(r.ProxyCPU))
 			if round == 0 && v.name == "hub-1" {
 				b.res.commands = append(b.res.commands, "taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})+"   # file: one 'path<TAB>Cookie: ...' line per user (plain Caddy: 'path<TAB>X-Bench-Upstream: ...<TAB>X-Bench-Token: ...')")
 			}
@@ -456,6 +447,23 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 		}
 	}
 	return b.scalePaced(ctx, dyn)
+}
+
+// addSpreadRun adds wrk run r of the variant named name to runs. A
+// handful of failed requests among 1,000 servers is reported; more than
+// one in a thousand fails the run.
+func (res *scaleResult) addSpreadRun(runs *spreadRuns, r wrkRun, name string) error {
+	if e := r.errors(); e > 0 {
+		detail := fmt.Sprintf("%d of %d requests of %s failed (status %d, connect %d, read %d, write %d, timeout %d)",
+			e, r.Requests, name, r.ErrStatus, r.ErrConnect, r.ErrRead, r.ErrWrite, r.ErrTimeout)
+		if e*1000 > r.Requests {
+			return errors.New("wrk: " + detail)
+		}
+		log.Printf("scale: %s", detail)
+		res.spreadErrs = append(res.spreadErrs, detail)
+	}
+	runs.rps, runs.p99, runs.cpu = append(runs.rps, r.RPS), append(runs.p99, r.P99), append(runs.cpu, r.perRequest(r.ProxyCPU))
+	return nil
 }
 
 // spreadConns is the number of wrk connections of the spread runs.
@@ -496,15 +504,18 @@ func (b *bench) scalePaced(ctx context.Context, dyn *caddyProc) error {
 		for k := range variants {
 			v := variants[(k+round)%len(variants)]
 			file := filepath.Join(b.work, "targets-"+v.name+".txt")
-			r, _, err := b.wrkEnv(ctx, []string{"BENCH_WRK_DELAY_MS=" + strconv.Itoa(v.pace)}, v.proxy.httpURL(""), nil, spreadConns,
+			env := "BENCH_WRK_DELAY_MS=" + strconv.Itoa(v.pace)
+			r, args, err := b.wrkEnv(ctx, []string{env}, v.proxy.httpURL(""), nil, spreadConns,
 				max(b.cfg.duration, 3*time.Second), v.proxy, "rotate.lua", file)
+			if err == nil {
+				err = res.addSpreadRun(v.runs, r, v.name+" paced")
+			}
 			if err != nil {
 				return err
 			}
-			if e := r.errors(); e > 0 {
-				return fmt.Errorf("wrk: %d of %d requests of %s paced failed", e, r.Requests, v.name)
+			if round == 0 && v.name == "hub-1" {
+				b.res.commands = append(b.res.commands, env+" taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})+"   # one server at the spread's rate: each connection waits that many ms after each response")
 			}
-			v.runs.rps, v.runs.p99, v.runs.cpu = append(v.runs.rps, r.RPS), append(v.runs.p99, r.P99), append(v.runs.cpu, r.perRequest(r.ProxyCPU))
 			log.Printf("scale round %d %s paced (%d ms after each response): %.0f req/s, p99 %.2fms, proxy CPU %.0fµs per request", round+1, v.name, v.pace, r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
 		}
 	}

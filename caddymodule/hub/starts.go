@@ -346,9 +346,9 @@ func (rt *Runtime) waitReady(ctx context.Context, r *Route, path string) error {
 	// often as the bench's bare start does (5 ms; backing off to 250 ms
 	// added 125 ms on average to a Jupyter start; a 20 ms pause adds
 	// 10 ms on average where 5 ms adds 2.5).
-	// Only when many servers start at once (a class at 9:00) is the
-	// pause longer, to keep the probes' CPU bounded: at most
-	// readyPollCrowd x 200 probes a second, or 50 a second per server.
+	// Only when more than readyPollCrowd servers start at once (a class
+	// at 9:00) is the pause longer, to keep the probes' CPU bounded: 200
+	// probes a second per server while few start, 50 when many do.
 	rt.probing.Add(1)
 	defer rt.probing.Add(-1)
 	lastCheck := time.Now()
