@@ -181,9 +181,12 @@ func (b *bench) reportScale(p func(string, ...any)) {
 			}
 			hp, cp := s.hubPaced, s.caddyPaced
 			withCaddy = withCaddy && len(cp.cpu) > 0
-			label := fmt.Sprintf("1 user's server at the %d-server rate (each connection waits %d ms after each response", s.n, s.hubPace)
-			if withCaddy && s.caddyPace != s.hubPace {
-				label += fmt.Sprintf("; Caddy %d ms", s.caddyPace)
+			hubPace := paceFor(median(h[last].rps))
+			label := fmt.Sprintf("1 user's server at the %d-server rate (each connection waits %d ms after each response", s.n, hubPace)
+			if withCaddy {
+				if caddyPace := paceFor(median(c[last].rps)); caddyPace != hubPace {
+					label += fmt.Sprintf("; Caddy %d ms", caddyPace)
+				}
 			}
 			label += ")"
 			if withCaddy {

@@ -51,12 +51,11 @@ type scaleResult struct {
 	hub, caddy []spreadRuns
 	// hubPaced and caddyPaced are wrk runs to one server (the bench
 	// user's) at about the rate the spread over all n reached through
-	// the same proxy: each connection waits pace ms after each response
-	// (hubPace, caddyPace). Beside the spread, they tell what the lower
-	// rate costs (the proxy idles and wakes for every request) from what
-	// the number of servers does.
+	// the same proxy: each connection waits paceFor(that rate) ms after
+	// each response. Beside the spread, they tell what the lower rate
+	// costs (the proxy idles and wakes for every request) from what the
+	// number of servers does.
 	hubPaced, caddyPaced spreadRuns
-	hubPace, caddyPace   int
 	// caddyErr says why plain Caddy's spread was not measured.
 	caddyErr string
 	// heap and RSS of hubgate (after a GC): right after its restart with
@@ -400,33 +399,67 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 		log.Printf("scale: plain Caddy with dynamic upstreams: %v", err)
 		dyn = nil
 	}
-	type variant struct {
-		name  string
-		proxy *caddyProc
-		runs  *spreadRuns
-	}
-	var variants []variant
+	var variants []spreadVariant
 	for i, k := range res.sizes {
-		variants = append(variants, variant{"hub-" + strconv.Itoa(k), b.hub, &res.hub[i]})
+		variants = append(variants, spreadVariant{name: "hub-" + strconv.Itoa(k), proxy: b.hub, runs: &res.hub[i]})
 	}
 	if dyn != nil {
 		for i, k := range res.sizes {
-			variants = append(variants, variant{"caddy-" + strconv.Itoa(k), dyn, &res.caddy[i]})
+			variants = append(variants, spreadVariant{name: "caddy-" + strconv.Itoa(k), proxy: dyn, runs: &res.caddy[i]})
 		}
 	}
+	if err := b.spreadRounds(ctx, variants); err != nil {
+		return err
+	}
+	// Then one server through each proxy at the rate that proxy reached
+	// spread over all n.
+	last := len(res.sizes) - 1
+	if last < 1 {
+		return nil
+	}
+	paced := []spreadVariant{{name: "hub-1", proxy: b.hub, pace: paceFor(median(res.hub[last].rps)), runs: &res.hubPaced}}
+	if dyn != nil {
+		paced = append(paced, spreadVariant{name: "caddy-1", proxy: dyn, pace: paceFor(median(res.caddy[last].rps)), runs: &res.caddyPaced})
+	}
+	return b.spreadRounds(ctx, paced)
+}
+
+// spreadVariant is one proxy's wrk runs over the servers of one targets
+// file (bench/out/work/targets-<name>.txt).
+type spreadVariant struct {
+	name  string
+	proxy *caddyProc
+	// pace is the ms each connection waits after each response (0: as
+	// fast as it can).
+	pace int
+	runs *spreadRuns
+}
+
+// spreadRounds runs wrk for every variant once a round, each round
+// starting one further along the list, and adds the runs to the
+// variants' spreadRuns.
+func (b *bench) spreadRounds(ctx context.Context, variants []spreadVariant) error {
+	res := b.res.scale
 	for round := range max(b.cfg.rounds, 2) {
 		for k := range variants {
 			v := variants[(k+round)%len(variants)]
 			file := filepath.Join(b.work, "targets-"+v.name+".txt")
 			d := max(b.cfg.duration, 3*time.Second)
+			label, comment := v.name, "# file: one 'path<TAB>Cookie: ...' line per user (plain Caddy: 'path<TAB>X-Bench-Upstream: ...<TAB>X-Bench-Token: ...')"
+			var env []string
+			if v.pace > 0 {
+				env = []string{"BENCH_WRK_DELAY_MS=" + strconv.Itoa(v.pace)}
+				label += fmt.Sprintf(" paced (%d ms after each response)", v.pace)
+				comment = "# one server at the spread's rate: each connection waits that many ms after each response"
+			}
 			var prof chan error
-			if b.cfg.pprof && round == 0 {
+			if b.cfg.pprof && round == 0 && v.pace == 0 {
 				// A CPU profile of each proxy under each spread
 				// (BENCH_PPROF=1): bench/out/pprof-scale-{hub,caddy}-{size}-cpu.pb.gz.
 				d = time.Duration(b.cfg.pprofSeconds+3) * time.Second
 				prof = b.cpuProfile(ctx, v.proxy, b.cfg.pprofSeconds, "pprof-scale-"+v.name+"-cpu.pb.gz")
 			}
-			r, args, err := b.wrk(ctx, v.proxy.httpURL(""), nil, spreadConns, d, v.proxy, "rotate.lua", file)
+			r, args, err := b.wrkEnv(ctx, env, v.proxy.httpURL(""), nil, spreadConns, d, v.proxy, "rotate.lua", file)
 			if prof != nil {
 				if perr := <-prof; perr != nil {
 					log.Printf("scale profile: %v", perr)
@@ -434,19 +467,19 @@ func (b *bench) scaleSpread(ctx context.Context, sessions []*userSession) error 
 				inProfile := float64(r.Requests) * float64(b.cfg.pprofSeconds) / (float64(r.DurationUS) / 1e6)
 				_ = os.WriteFile(filepath.Join(b.out, "pprof-scale-"+v.name+"-requests.txt"), []byte(fmt.Sprintf("%.0f\n", inProfile)), 0o644)
 			}
+			if err == nil {
+				err = res.addSpreadRun(v.runs, r, label)
+			}
 			if err != nil {
 				return err
 			}
-			if err := res.addSpreadRun(v.runs, r, v.name); err != nil {
-				return err
-			}
 			if round == 0 && v.name == "hub-1" {
-				b.res.commands = append(b.res.commands, "taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})+"   # file: one 'path<TAB>Cookie: ...' line per user (plain Caddy: 'path<TAB>X-Bench-Upstream: ...<TAB>X-Bench-Token: ...')")
+				b.res.commands = append(b.res.commands, strings.Join(append(env, "taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})), " ")+"   "+comment)
 			}
-			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms, proxy CPU %.0fµs per request", round+1, v.name, r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
+			log.Printf("scale round %d %s: %.0f req/s, p99 %.2fms, proxy CPU %.0fµs per request", round+1, label, r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
 		}
 	}
-	return b.scalePaced(ctx, dyn)
+	return nil
 }
 
 // addSpreadRun adds wrk run r of the variant named name to runs. A
@@ -477,49 +510,6 @@ func paceFor(rps float64) int {
 		return 0
 	}
 	return max(int(math.Round(spreadConns*1000/rps)), 1)
-}
-
-// scalePaced runs wrk to one server through hubgate and through plain
-// Caddy (dyn, when it runs) at the rate each reached spread over all
-// servers, in alternating order.
-func (b *bench) scalePaced(ctx context.Context, dyn *caddyProc) error {
-	res := b.res.scale
-	last := len(res.sizes) - 1
-	if last < 1 || len(res.hub[last].rps) == 0 {
-		return nil
-	}
-	type variant struct {
-		name  string
-		proxy *caddyProc
-		pace  int
-		runs  *spreadRuns
-	}
-	res.hubPace = paceFor(median(res.hub[last].rps))
-	variants := []variant{{"hub-1", b.hub, res.hubPace, &res.hubPaced}}
-	if dyn != nil && len(res.caddy[last].rps) > 0 {
-		res.caddyPace = paceFor(median(res.caddy[last].rps))
-		variants = append(variants, variant{"caddy-1", dyn, res.caddyPace, &res.caddyPaced})
-	}
-	for round := range max(b.cfg.rounds, 2) {
-		for k := range variants {
-			v := variants[(k+round)%len(variants)]
-			file := filepath.Join(b.work, "targets-"+v.name+".txt")
-			env := "BENCH_WRK_DELAY_MS=" + strconv.Itoa(v.pace)
-			r, args, err := b.wrkEnv(ctx, []string{env}, v.proxy.httpURL(""), nil, spreadConns,
-				max(b.cfg.duration, 3*time.Second), v.proxy, "rotate.lua", file)
-			if err == nil {
-				err = res.addSpreadRun(v.runs, r, v.name+" paced")
-			}
-			if err != nil {
-				return err
-			}
-			if round == 0 && v.name == "hub-1" {
-				b.res.commands = append(b.res.commands, env+" taskset -c "+clientCPU+" wrk "+shownArgs(args, target{})+"   # one server at the spread's rate: each connection waits that many ms after each response")
-			}
-			log.Printf("scale round %d %s paced (%d ms after each response): %.0f req/s, p99 %.2fms, proxy CPU %.0fµs per request", round+1, v.name, v.pace, r.RPS, r.P99/1000, r.perRequest(r.ProxyCPU))
-		}
-	}
-	return nil
 }
 
 // indexes returns 0, 1, ..., n-1.

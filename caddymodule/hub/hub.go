@@ -81,9 +81,6 @@ type Runtime struct {
 	// seen remembers when users were last here, for the admin page.
 	seen  *lru.Cache[string, time.Time]
 	probe *http.Client
-	// probing counts the servers whose readiness is being polled; their
-	// number sets the pause between probes (readyPause).
-	probing atomic.Int64
 
 	started      time.Time
 	configured   atomic.Pointer[Config]

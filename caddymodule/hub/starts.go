@@ -319,22 +319,9 @@ func (rt *Runtime) spawn(ctx context.Context, req StartRequest, timeout time.Dur
 	return r, nil
 }
 
-// Readiness probes: every readyPoll while at most readyPollCrowd servers
-// are starting, every readyPollBusy when more are.
-const (
-	readyPoll      = 5 * time.Millisecond
-	readyPollBusy  = 20 * time.Millisecond
-	readyPollCrowd = 8
-)
-
-// readyPause is the pause between two readiness probes while probing
-// servers are being polled at once.
-func readyPause(probing int64) time.Duration {
-	if probing > readyPollCrowd {
-		return readyPollBusy
-	}
-	return readyPoll
-}
+// readyPoll is the pause between two readiness probes of a starting
+// server.
+const readyPoll = 5 * time.Millisecond
 
 // waitReady polls the app until it answers HTTP on its port with the
 // container secret, the container stops running, or ctx ends.
@@ -342,15 +329,12 @@ func (rt *Runtime) waitReady(ctx context.Context, r *Route, path string) error {
 	url := "http://" + r.inst.Addr + path
 	// A refused connection to the container costs well under a
 	// millisecond, and every millisecond between the app's readiness and
-	// the probe is added to the user's first request: poll often, as
-	// often as the bench's bare start does (5 ms; backing off to 250 ms
-	// added 125 ms on average to a Jupyter start; a 20 ms pause adds
-	// 10 ms on average where 5 ms adds 2.5).
-	// Only when more than readyPollCrowd servers start at once (a class
-	// at 9:00) is the pause longer, to keep the probes' CPU bounded: 200
-	// probes a second per server while few start, 50 when many do.
-	rt.probing.Add(1)
-	defer rt.probing.Add(-1)
+	// the probe is added to the user's first request: poll as often as
+	// the bench's bare start does (backing off to 250 ms added 125 ms on
+	// average to a Jupyter start; a 20 ms pause adds 10 ms, 5 ms adds 2.5).
+	// A server is probed only inside its start, which holds one of the
+	// start queue's max_concurrent_starts places (10 by default): at most
+	// 200 probes a second per start, 2,000 a second by default.
 	lastCheck := time.Now()
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -376,7 +360,7 @@ func (rt *Runtime) waitReady(ctx context.Context, r *Route, path string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("app did not answer on %s: %w", r.inst.Addr, ctx.Err())
-		case <-time.After(readyPause(rt.probing.Load())):
+		case <-time.After(readyPoll):
 		}
 	}
 }

@@ -52,17 +52,3 @@ func TestStartTimelineEncoding(t *testing.T) {
 		}
 	}
 }
-
-// A server starting alone is probed as often as the bench's bare start
-// (every 5 ms); a crowd of starts backs off to 20 ms each so the probes'
-// CPU stays bounded.
-func TestReadyPause(t *testing.T) {
-	for _, c := range []struct {
-		probing int64
-		want    time.Duration
-	}{{1, 5 * time.Millisecond}, {readyPollCrowd, 5 * time.Millisecond}, {readyPollCrowd + 1, 20 * time.Millisecond}, {200, 20 * time.Millisecond}} {
-		if got := readyPause(c.probing); got != c.want {
-			t.Errorf("readyPause(%d) = %v, want %v", c.probing, got, c.want)
-		}
-	}
-}
